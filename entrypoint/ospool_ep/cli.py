@@ -1,0 +1,139 @@
+"""Command line: argparse front end; turns findings and domain errors into exit codes (SPEC 3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from ospool_ep import __version__
+from ospool_ep.exitcodes import ExitCode
+from ospool_ep.findings import Findings, Status
+
+
+def _report(findings: Findings, *, out: TextIO, title: str) -> None:
+    counts = {status: sum(f.status is status for f in findings) for status in Status}
+    summary = ", ".join(f"{counts[s]} {s.value}" for s in Status)
+    print(f"{title}: {summary}", file=out)
+    for finding in findings:
+        print(finding.as_line(), file=out)
+
+
+def _verdict(code: ExitCode) -> str:
+    return {
+        ExitCode.OK: "ready to run",
+        ExitCode.CONFIG: "configuration errors: fix the FAIL lines above (exit 78)",
+        ExitCode.UNAVAILABLE: "this host lacks something the pilot needs (exit 69)",
+    }.get(code, code.name)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ospool_ep import plan, render
+
+    outcome = plan.build_plan(plan.Host.current())
+    findings = outcome.findings
+    if outcome.plan is not None:
+        with tempfile.TemporaryDirectory(prefix="ospool-ep-check-") as scratch:
+            render.write_and_verify(outcome.plan, output=Path(scratch), findings=findings)
+    plan.check_htcondor_installed(findings)
+    code = findings.exit_code()
+    if args.json:
+        document = {
+            "version": __version__,
+            "exit_code": int(code),
+            "result": _verdict(code),
+            "checks": [finding.as_dict() for finding in findings],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        _report(findings, out=sys.stdout, title="ospool-ep check")
+        print(f"Result: {_verdict(code)}")
+    return int(code)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from ospool_ep import plan, render
+
+    outcome = plan.build_plan(plan.Host.current(), check_disk=False)
+    findings = outcome.findings
+    if outcome.plan is None or findings.has_failures():
+        _report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
+        return int(ExitCode.CONFIG)
+    output: Path = args.output
+    if not render.write_and_verify(outcome.plan, output=output, findings=findings):
+        _report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
+        return int(ExitCode.CONFIG)
+    for warning in (f for f in findings if f.status is Status.WARN):
+        print(warning.as_line(), file=sys.stderr)
+    print(f"wrote {output.absolute() / render.ROOT_FILE} (pilot {outcome.plan.name})")
+    return int(ExitCode.OK)
+
+
+def htcondor_version() -> str:
+    """Asked in a subprocess: importing the bindings exits the process on a bad config."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "import htcondor2; print(htcondor2.version())"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = result.stdout.strip()
+    return text if result.returncode == 0 and text else "unknown (bindings not importable)"
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    del args
+    print(f"ospool-ep {__version__}")
+    print(f"HTCondor {htcondor_version()}")
+    print(f"Python {platform.python_version()}")
+    return int(ExitCode.OK)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ospool-ep",
+        description="OSPool backfill Execution Point: validate, render and run an HTCondor pilot.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="run every validation and detection; start nothing"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable report")
+    check.set_defaults(handler=cmd_check)
+
+    render = commands.add_parser("render", help="write the HTCondor configuration run would use")
+    render.add_argument("--output", "-o", type=Path, required=True, metavar="DIR")
+    render.set_defaults(handler=cmd_render)
+
+    version = commands.add_parser("version", help="print ospool-ep, HTCondor and Python versions")
+    version.set_defaults(handler=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # a bug, not a user error: say so, with the details to report
+        print("ospool-ep: internal error (please report this):", file=sys.stderr)
+        traceback.print_exc()
+        return int(ExitCode.SOFTWARE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

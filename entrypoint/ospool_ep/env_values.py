@@ -1,0 +1,298 @@
+"""Parsers for single environment values: each returns the typed value or raises Invalid.
+
+Pure functions, no I/O. ``Invalid`` carries what is wrong and how to fix it;
+the settings loader adds the variable's name. Messages quote a value only
+when it is safe and short: never a token, never a control character.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from pathlib import PurePosixPath
+
+from ospool_ep.classad_text import config_unsafe_reason, expression_error
+
+
+class Invalid(ValueError):
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_PROJECT = re.compile(r"^[A-Za-z0-9._-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPO = re.compile(r"^[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]$")
+# cvmfs's proxy syntax: groups split by ';', load-balanced proxies by '|',
+# each a URL, DIRECT or auto. default.local is sourced by a shell: keep it tame.
+_CVMFS_PROXY = re.compile(r"^[A-Za-z0-9.:/_;|@\[\]%-]+$")
+_WALLTIME = re.compile(r"^(?:(?:(?P<d>\d+)-)?(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A value for an error message: repr'd (so control characters are visible) and cut."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    return repr(text)
+
+
+def parse_bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise Invalid(f"{shown(raw)} is not a boolean", "use true/false, yes/no or 1/0")
+
+
+def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str = "") -> int:
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise Invalid(f"{shown(raw)} is not a whole number", f"use an integer {unit}".rstrip())
+    value = int(text)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise Invalid(f"{value} is out of range", f"use an integer {bound} {unit}".rstrip())
+    return value
+
+
+def parse_number(raw: str, *, minimum: float, unit: str = "") -> float:
+    text = raw.strip()
+    if not re.fullmatch(r"\d+(\.\d+)?", text):
+        raise Invalid(f"{shown(raw)} is not a number", f"use a number >= {minimum} {unit}".rstrip())
+    value = float(text)
+    if value < minimum:
+        raise Invalid(f"{value:g} is below {minimum:g}", f"use a number >= {minimum:g} {unit}")
+    return value
+
+
+def parse_ad_string(raw: str) -> str:
+    """A value published as a ClassAd string: site and resource names (SPEC 4.1)."""
+    value = raw.strip()
+    if not value:
+        raise Invalid("is empty", "set it to the name registered in OSG Topology")
+    if len(value) > 128:
+        raise Invalid(f"is {len(value)} characters long", "use at most 128 characters")
+    if '"' in value or "'" in value:
+        raise Invalid("contains a quote", "remove the quotes; the value is quoted for you")
+    reason = config_unsafe_reason(value)
+    if reason:
+        raise Invalid(reason, "use the plain name as registered in OSG Topology")
+    if not value.isprintable():
+        raise Invalid("contains non-printable characters", "use printable characters only")
+    return value
+
+
+def parse_expression(raw: str) -> str:
+    value = raw.strip()
+    error = expression_error(value)
+    if error:
+        raise Invalid(
+            f"{shown(value)} {error}",
+            "give one ClassAd boolean expression on one line, e.g. "
+            'TARGET.ProjectName == "MyProject"',
+        )
+    return value
+
+
+def parse_project_name(raw: str) -> str:
+    value = raw.strip()
+    if not _PROJECT.fullmatch(value):
+        raise Invalid(
+            f"{shown(value)} is not a project name",
+            "use letters, digits, '.', '_' and '-' only, as in the OSPool project list",
+        )
+    return value
+
+
+def parse_host(text: str) -> str:
+    """A DNS name or an IP address literal (IPv6 in brackets)."""
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            ipaddress.IPv6Address(text[1:-1])
+        except ValueError:
+            raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
+        return text
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        labels = text.rstrip(".").split(".")
+        if not text or len(text) > 253 or not all(_HOST_LABEL.match(lab) for lab in labels):
+            raise Invalid(
+                f"{shown(text)} is not a valid host name", "use a DNS name or an IP address"
+            ) from None
+    return text
+
+
+def parse_host_port(raw: str, *, port_required: bool = False) -> tuple[str, int | None]:
+    text = raw.strip()
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?", text)
+    if not match:
+        raise Invalid(f"{shown(text)} is not host[:port]", "write host or host:port")
+    host = parse_host(match.group(1))
+    port = int(match.group(2)) if match.group(2) else None
+    if port is not None and not 0 < port < 65536:
+        raise Invalid(f"port {port} is out of range", "use a port between 1 and 65535")
+    if port_required and port is None:
+        raise Invalid(f"{shown(text)} has no port", "write host:port, e.g. squid.example.edu:3128")
+    return host, port
+
+
+def parse_collector_list(raw: str) -> str:
+    """``CONDOR_HOST``: one or more ``host[:port]``, comma or space separated."""
+    items = [item for item in re.split(r"[\s,]+", raw.strip()) if item]
+    if not items:
+        raise Invalid("names no host", "write host[:port], several separated by commas")
+    for item in items:
+        parse_host_port(item)
+    return ",".join(items)
+
+
+def parse_pool(raw: str, *, known: tuple[str, ...]) -> str:
+    value = raw.strip()
+    if value.lower() in known:
+        return value.lower()
+    if "." not in value and ":" not in value:
+        raise Invalid(
+            f"{shown(value)} is not a known pool",
+            f"use one of {', '.join(known)}, or a central manager's host[:port]",
+        )
+    parse_host_port(value)
+    return value
+
+
+def parse_proxy_url(raw: str) -> str:
+    """``OSG_SQUID_LOCATION``: ``host:port`` or ``http://host:port`` -> ``http://host:port``."""
+    text = raw.strip()
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() != "http":
+            raise Invalid(f"scheme {scheme!r} is not supported", "use http://host:port")
+        text = rest.rstrip("/")
+    host, port = parse_host_port(text, port_required=True)
+    return f"http://{host}:{port}"
+
+
+def parse_http_url(raw: str) -> str:
+    text = raw.strip()
+    reason = config_unsafe_reason(text) if "$" not in text else None
+    parsed = urllib.parse.urlsplit(text)
+    if reason or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise Invalid("is not an http(s) URL", "write http://host[:port]/path or https://...")
+    return text
+
+
+def redact_url(url: str) -> str:
+    """Scheme and host only: webhook paths and query strings often embed secrets."""
+    parsed = urllib.parse.urlsplit(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    hidden = "/..." if (parsed.path.strip("/") or parsed.query) else ""
+    return f"{parsed.scheme}://{parsed.hostname}{port}{hidden}"
+
+
+def parse_registry_mirror(raw: str) -> str:
+    text = raw.strip()
+    if "://" in text:
+        return parse_http_url(text)
+    parse_host_port(text)
+    return text
+
+
+def parse_repos(raw: str) -> tuple[str, ...]:
+    """``CVMFSEXEC_REPOS``: repo names, space or comma separated, quotes stripped."""
+    names = [name.strip("\"'") for name in re.split(r"[\s,]+", raw.strip())]
+    names = [name for name in names if name]
+    if not names:
+        raise Invalid("names no repository", "list repos like oasis.opensciencegrid.org")
+    seen: list[str] = []
+    for name in names:
+        if not _REPO.fullmatch(name):
+            raise Invalid(
+                f"{shown(name)} is not a CVMFS repository name",
+                "use fully qualified names like singularity.opensciencegrid.org",
+            )
+        if name not in seen:
+            seen.append(name)
+    return tuple(seen)
+
+
+def parse_cvmfs_proxy(raw: str) -> str:
+    text = raw.strip()
+    if not _CVMFS_PROXY.fullmatch(text):
+        raise Invalid(
+            f"{shown(text)} is not a CVMFS proxy list",
+            "use cvmfs syntax, e.g. http://squid:3128;DIRECT (no spaces or quotes)",
+        )
+    return text
+
+
+def parse_cvmfs_quota(raw: str) -> int:
+    value = parse_int(raw, minimum=-1, unit="MB (-1 for no limit)")
+    if value == 0:
+        raise Invalid("0 is not a quota", "use a size in MB, or -1 for no limit")
+    return value
+
+
+def parse_walltime(raw: str) -> int:
+    """Seconds, or Slurm-style ``[[D-]HH:]MM:SS``."""
+    text = raw.strip()
+    match = _WALLTIME.fullmatch(text)
+    if match:
+        days, hours = int(match["d"] or 0), int(match["h"] or 0)
+        seconds = ((days * 24 + hours) * 60 + int(match["m"])) * 60 + int(match["s"])
+        if seconds > 0:
+            return seconds
+    elif re.fullmatch(r"\d+", text) and int(text) > 0:
+        return int(text)
+    raise Invalid(
+        f"{shown(text)} is not a walltime", "use seconds (> 0) or [[D-]HH:]MM:SS, e.g. 1-12:00:00"
+    )
+
+
+def parse_abs_path(raw: str) -> PurePosixPath:
+    text = raw.strip()
+    reason = config_unsafe_reason(text)
+    if reason or any(ch.isspace() or ch in "\"'" for ch in text):
+        raise Invalid(
+            f"{shown(text)} {reason or 'contains spaces or quotes'}",
+            "use a plain absolute path",
+        )
+    if not text.startswith("/"):
+        raise Invalid(f"{shown(text)} is not an absolute path", "use a path starting with /")
+    return PurePosixPath(text)
+
+
+def parse_bind_list(raw: str) -> tuple[str, ...]:
+    """``SINGULARITY_BIND_EXTRA``: comma-separated ``src[:dst[:ro|rw]]`` with absolute paths."""
+    specs = [item.strip() for item in raw.split(",") if item.strip()]
+    for spec in specs:
+        parts = spec.split(":")
+        options_ok = len(parts) < 3 or parts[2] in ("ro", "rw")
+        if len(parts) > 3 or not options_ok:
+            raise Invalid(f"{shown(spec)} is not src[:dst[:ro|rw]]", "e.g. /data:/data:ro")
+        for path in parts[:2]:
+            parse_abs_path(path)
+    return tuple(specs)
+
+
+def parse_job_env(raw: str) -> tuple[tuple[str, str], ...]:
+    """``EXTRA_JOB_ENV``: space-separated ``NAME=VALUE`` pairs added to every job's environment."""
+    pairs: list[tuple[str, str]] = []
+    for item in raw.split():
+        name, sep, value = item.partition("=")
+        if not sep or not _ENV_NAME.fullmatch(name):
+            raise Invalid(f"{shown(item)} is not NAME=VALUE", "write NAME=VALUE pairs with spaces")
+        if name.upper().startswith("_CONDOR_") or name == "TOKEN":
+            raise Invalid(f"{name} may not be set for jobs", "remove it from EXTRA_JOB_ENV")
+        reason = config_unsafe_reason(value)
+        if reason or any(ch in value for ch in "\"'"):
+            raise Invalid(
+                f"the value of {name} {reason or 'contains a quote'}",
+                "use plain values without quotes, '$' or backslashes",
+            )
+        pairs.append((name, value))
+    return tuple(pairs)

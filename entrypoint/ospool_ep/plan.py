@@ -1,0 +1,170 @@
+"""Plan: the start-up pipeline up to a renderable plan, shared by ``check``, ``render`` and ``run``.
+
+inputs -> validated settings -> tokens and attributes -> detected resources ->
+lifetime and START -> :class:`PilotPlan`. Each stage appends findings; the
+pipeline goes as far as it can so one run reports every problem.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import random
+import shutil
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ospool_ep import attributes, policy, resources, token
+from ospool_ep.findings import Findings, Kind
+from ospool_ep.pools import resolve_pool
+from ospool_ep.render import PilotPlan
+from ospool_ep.settings import Settings, load_settings
+
+HTCONDOR_DAEMONS = ("condor_master", "condor_startd")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Host:
+    """Facts about where the pilot runs, gathered at the edge so the pipeline is testable."""
+
+    environ: Mapping[str, str]
+    now: float
+    rng: random.Random
+    hostname: str
+    user: str
+    root: Path = Path("/")
+    """Where /sys and /proc are read from (a fixture tree in tests)."""
+    extra_path: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def current(cls) -> Host:
+        import time
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # an arbitrary --user uid without a passwd entry
+            user = str(os.getuid())
+        return cls(
+            environ=dict(os.environ),
+            now=time.time(),
+            rng=random.Random(),  # noqa: S311 - spreading load, not security
+            hostname=socket.gethostname(),
+            user=user,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    findings: Findings
+    settings: Settings | None = None
+    tokens: tuple[token.Token, ...] = ()
+    plan: PilotPlan | None = None
+
+
+def check_htcondor_installed(findings: Findings) -> None:
+    missing = [name for name in HTCONDOR_DAEMONS if not _find_daemon(name)]
+    if missing:
+        findings.fail(
+            "HTCondor",
+            f"daemons not installed on this host: {', '.join(missing)}",
+            "run the pilot from the ospool-ep image, or install HTCondor (condor package)",
+            kind=Kind.ENVIRONMENT,
+        )
+    else:
+        findings.passed("HTCondor", "condor_master and condor_startd found", kind=Kind.ENVIRONMENT)
+
+
+def _find_daemon(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
+    """Run every validation and detection; a plan only when nothing FAILed in config."""
+    findings = Findings()
+    settings = load_settings(host.environ, findings=findings)
+    if settings is None:
+        # Without valid paths and settings the later stages would only add noise.
+        return Outcome(findings=findings)
+
+    tokens = token.load_tokens(
+        token_dir=Path(settings.token_dir),
+        token_env=settings.token_text,
+        now=host.now,
+        findings=findings,
+    )
+    extra = attributes.load_extra_attributes_file(
+        Path(settings.extra_attributes_file), findings=findings
+    )
+    limits = resources.detect_limits(root=host.root, environ=host.environ)
+    offer = resources.decide_offer(
+        limits=limits,
+        num_cpus=settings.num_cpus,
+        memory_mb=settings.memory_mb,
+        overhead_mb=settings.memory_overhead_mb,
+        findings=findings,
+    )
+    if check_disk:
+        resources.check_disk(
+            path=Path(settings.pilot_dir), min_gb=settings.min_disk_gb, findings=findings
+        )
+
+    lifetime = policy.plan_lifetime(
+        start=host.now,
+        accept_jobs_for_hours=settings.accept_jobs_for_hours,
+        retirement_hours=settings.retirement_hours,
+        walltime_seconds=settings.pilot_walltime_seconds,
+        job_end_time=limits.slurm_end_time,
+        token_expiry=token.earliest_expiry(tokens),
+        grace_seconds=settings.shutdown_grace_seconds,
+        rng=host.rng,
+    )
+    if lifetime.capped_by:
+        findings.warn(
+            "lifetime",
+            f"shortened by {', '.join(lifetime.capped_by)}: accepting jobs for "
+            f"{(lifetime.to_retire - lifetime.start) / 3600:.1f} h, gone after "
+            f"{(lifetime.to_die - lifetime.start) / 3600:.1f} h",
+        )
+    else:
+        findings.passed(
+            "lifetime",
+            f"accepting jobs for {(lifetime.to_retire - lifetime.start) / 3600:.1f} h, "
+            f"then {settings.retirement_hours} h for running jobs",
+        )
+
+    if findings.exit_code() == 78 or not tokens:
+        return Outcome(findings=findings, settings=settings, tokens=tuple(tokens))
+
+    pool = resolve_pool(
+        pool=settings.pool, itb=settings.itb, condor_host=settings.condor_host, rng=host.rng
+    )
+    findings.passed("pool", f"{pool.name}: collectors {pool.collector_host}")
+    pool_itb = pool.itb if pool.name in ("prod-ospool", "itb-ospool") else None
+    name = policy.pilot_name(
+        resource_name=settings.resource_name,
+        hostname=host.hostname,
+        randomize=settings.randomize_name,
+        rng=host.rng,
+    )
+    uuid = policy.pilot_uuid(host.rng)
+    local_dir = PurePosixPath(settings.pilot_dir) / f"ospool-ep-{uuid}"
+    plan = PilotPlan(
+        settings=settings,
+        offer=offer,
+        lifetime=lifetime,
+        pool=pool,
+        start=policy.start_expression(
+            start_extra=settings.start_extra,
+            project_name=settings.project_name,
+            pool_itb=pool_itb,
+        ),
+        name=name,
+        uuid=uuid,
+        local_dir=local_dir,
+        token_dir=local_dir / "tokens.d",
+        user=host.user,
+        extra_attributes=tuple(extra),
+    )
+    return Outcome(findings=findings, settings=settings, tokens=tuple(tokens), plan=plan)

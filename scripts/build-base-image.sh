@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Build a Debian trixie base image with debootstrap and `podman import` it.
+#
+# There is no container registry on these machines, so `debian:trixie-slim`
+# cannot be pulled (SPEC §10). This makes the equivalent from the Debian
+# mirror the host's apt sources already name.
+#
+# Usage: scripts/build-base-image.sh [--force] [--image NAME] [--suite SUITE] [--mirror URL]
+#   --force    rebuild even when the image exists
+#   --image    default: $BASE_IMAGE or localhost/debian-trixie-base:latest
+#   --suite    default: trixie
+#   --mirror   default: $DEBIAN_MIRROR, else the first Debian archive URI in
+#              /etc/apt/sources.list{,.d/*}, else http://deb.debian.org/debian
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+
+image="${BASE_IMAGE:-localhost/debian-trixie-base:latest}"
+suite=trixie
+mirror="${DEBIAN_MIRROR:-}"
+force=0
+
+log() { printf 'build-base-image: %s\n' "$*" >&2; }
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+while (($#)); do
+    case "$1" in
+        --force) force=1 ;;
+        --image) image="$2"; shift ;;
+        --suite) suite="$2"; shift ;;
+        --mirror) mirror="$2"; shift ;;
+        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) log "unknown argument: $1"; exit 2 ;;
+    esac
+    shift
+done
+
+# The host's Debian archive: deb822 `URIs:` lines or one-line `deb URI suite`
+# entries, skipping debian-security (it has no plain `trixie` suite).
+host_mirror() {
+    local f uri
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -r "$f" ]] || continue
+        uri="$(awk '
+            /^[[:space:]]*#/ { next }
+            $1 == "URIs:" { for (i = 2; i <= NF; i++) print $i; next }
+            $1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; break } }
+        ' "$f" | grep -E '^https?://[^ ]*/debian/?$' | head -n1 || true)"
+        if [[ -n "$uri" ]]; then
+            printf '%s\n' "${uri%/}"
+            return 0
+        fi
+    done
+    printf '%s\n' http://deb.debian.org/debian
+}
+
+if [[ -z "${CONTAINERS_CONF:-}" ]]; then
+    eval "$("$here/setup-host.sh")"
+fi
+
+if ((!force)) && podman image exists "$image"; then
+    log "$image exists (use --force to rebuild)"
+    exit 0
+fi
+
+command -v debootstrap >/dev/null || { log "debootstrap missing: run scripts/setup-host.sh"; exit 1; }
+[[ $(id -u) -eq 0 ]] || { log "debootstrap needs root"; exit 1; }
+
+mirror="${mirror:-$(host_mirror)}"
+tmp="$(mktemp -d "${TMPDIR:-/var/tmp}/ospool-ep-base.XXXXXX")"
+cleanup() { rm -rf --one-file-system "$tmp"; }
+trap cleanup EXIT
+
+log "debootstrap --variant=minbase $suite from $mirror"
+start=$EPOCHREALTIME
+# Keyring: bookworm's debian-archive-keyring carries the trixie keys.
+debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 || {
+    tail -n 30 "$tmp/debootstrap.log" >&2
+    cat "$tmp/root/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+    exit 1
+}
+boot_s=$(elapsed "$start")
+
+# Slim it the way the official -slim images are: no apt lists or caches
+# (the Dockerfile runs apt-get update anyway), no docs or man pages.
+rm -rf "$tmp/root/var/lib/apt/lists/"* "$tmp/root/var/cache/apt/"*.bin \
+    "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/log/"*.log
+printf 'deb %s %s main\n' "$mirror" "$suite" >"$tmp/root/etc/apt/sources.list"
+# Same dpkg excludes as Debian's docker images (debuerreotype "slimify"), so
+# packages installed later in the Dockerfile skip their docs/man/locale too.
+cat >"$tmp/root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+EOF
+find "$tmp/root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+rm -rf "$tmp/root/usr/share/man/"* "$tmp/root/usr/share/info/"*
+# Without this apt keeps downloaded .debs in the image layers.
+printf 'APT::Keep-Downloaded-Packages "false";\n' >"$tmp/root/etc/apt/apt.conf.d/docker-clean"
+
+log "podman import as $image"
+tar --numeric-owner -C "$tmp/root" -c . |
+    podman import --quiet --change 'CMD ["/bin/bash"]' \
+        --change "LABEL org.opencontainers.image.title=debian-$suite-base" \
+        --change "LABEL org.opencontainers.image.source=debootstrap $mirror $suite" \
+        - "$image" >/dev/null
+total_s=$(elapsed "$start")
+size="$(podman image inspect --format '{{.Size}}' "$image")"
+log "done: $image, debootstrap ${boot_s}s, total ${total_s}s, $((size / 1000000)) MB"
