@@ -137,6 +137,7 @@ DENIED_PREFIXES: tuple[str, ...] = (
     "SEC_",
     "ALLOW_",
     "DENY_",
+    "START_",
     "STARTD_",
     "STARTER_",
     "MASTER_",
@@ -170,6 +171,8 @@ DENIED_PREFIXES: tuple[str, ...] = (
     "SINGULARITY",
     "APPTAINER",
     "HIBERNAT",
+    "BACKFILL",
+    "PREEN",
     "BENCHMARKS_",
     "GLIDEIN_",
     "CVMFS",
@@ -305,7 +308,7 @@ def _value_problem(name: str | None, value: str) -> _Problem | None:
         )
     if _has_unquoted_hash(value):
         return _Problem(
-            f"{who}: the value {_shown(value)} has a '#' after it, which is not a "
+            f"{who}: the value {_shown(value)} contains '#', which is not a "
             "comment in HTCondor configuration ('#' only starts a comment at the beginning of "
             "a line), so it is not a valid ClassAd expression",
             "move the comment to its own line starting with '#'",
@@ -456,14 +459,15 @@ def _read_file(path: Path, *, findings: Findings) -> bytes | None:
     except OSError as error:
         findings.fail(subject, f"cannot be opened: {error.strerror or error}", fix_access)
         return None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        findings.fail(
+            subject, f"is {what}", "mount a single file of NAME = expression lines at this path"
+        )
+        return None
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            findings.fail(
-                subject, f"is {what}", "mount a single file of NAME = expression lines at this path"
-            )
-            return None
         try:
             data = handle.read(_READ_LIMIT + 1)
         except OSError as error:

@@ -60,5 +60,7 @@ def string_literal(value: str) -> str:
     """
     reason = config_unsafe_reason(value)
     if reason or '"' in value:
-        raise ValueError(f"refusing to write an unsafe string into HTCondor config: {reason or 'quote'}")
+        raise ValueError(
+            f"refusing to write an unsafe string into HTCondor config: {reason or 'quote'}"
+        )
     return f'"{value}"'

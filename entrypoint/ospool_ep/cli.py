@@ -108,9 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser(
-        "check", help="run every validation and detection; start nothing"
-    )
+    check = commands.add_parser("check", help="run every validation and detection; start nothing")
     check.add_argument("--json", action="store_true", help="machine-readable report")
     check.set_defaults(handler=cmd_check)
 

@@ -12,11 +12,13 @@ import pwd
 import random
 import shutil
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ospool_ep import attributes, policy, resources, token
+from ospool_ep import attributes, policy, resources
+from ospool_ep import tokens as tokens_mod
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.pools import resolve_pool
 from ospool_ep.render import PilotPlan
@@ -40,8 +42,6 @@ class Host:
 
     @classmethod
     def current(cls) -> Host:
-        import time
-
         try:
             user = pwd.getpwuid(os.getuid()).pw_name
         except KeyError:  # an arbitrary --user uid without a passwd entry
@@ -59,7 +59,7 @@ class Host:
 class Outcome:
     findings: Findings
     settings: Settings | None = None
-    tokens: tuple[token.Token, ...] = ()
+    tokens: tuple[tokens_mod.Token, ...] = ()
     plan: PilotPlan | None = None
 
 
@@ -88,7 +88,7 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         # Without valid paths and settings the later stages would only add noise.
         return Outcome(findings=findings)
 
-    tokens = token.load_tokens(
+    found_tokens = tokens_mod.load_tokens(
         token_dir=Path(settings.token_dir),
         token_env=settings.token_text,
         now=host.now,
@@ -116,7 +116,7 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         retirement_hours=settings.retirement_hours,
         walltime_seconds=settings.pilot_walltime_seconds,
         job_end_time=limits.slurm_end_time,
-        token_expiry=token.earliest_expiry(tokens),
+        token_expiry=tokens_mod.earliest_expiry(found_tokens),
         grace_seconds=settings.shutdown_grace_seconds,
         rng=host.rng,
     )
@@ -134,8 +134,8 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
             f"then {settings.retirement_hours} h for running jobs",
         )
 
-    if findings.exit_code() == 78 or not tokens:
-        return Outcome(findings=findings, settings=settings, tokens=tuple(tokens))
+    if findings.exit_code() == 78 or not found_tokens:
+        return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens))
 
     pool = resolve_pool(
         pool=settings.pool, itb=settings.itb, condor_host=settings.condor_host, rng=host.rng
@@ -167,4 +167,4 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         user=host.user,
         extra_attributes=tuple(extra),
     )
-    return Outcome(findings=findings, settings=settings, tokens=tuple(tokens), plan=plan)
+    return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens), plan=plan)

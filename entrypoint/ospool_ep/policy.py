@@ -25,9 +25,7 @@ RETIRE_SPREAD_FRACTION = 0.02
 15 minutes) so a fleet started together does not retire together."""
 
 
-def start_expression(
-    *, start_extra: str, project_name: str | None, pool_itb: bool | None
-) -> str:
+def start_expression(*, start_extra: str, project_name: str | None, pool_itb: bool | None) -> str:
     """The machine's START: every term must hold for a job to start here.
 
     ``pool_itb`` is True for the ITB OSPool, False for the production OSPool and
@@ -36,7 +34,8 @@ def start_expression(
     """
     terms = [
         "time() < MY.GLIDEIN_ToRetire",
-        f'(TARGET.JobDurationCategory =!= "Long" || MY.GLIDEIN_ToDie - time() > {LONG_JOB_MIN_SECONDS})',
+        '(TARGET.JobDurationCategory =!= "Long"'
+        f" || MY.GLIDEIN_ToDie - time() > {LONG_JOB_MIN_SECONDS})",
         "(MY.OSG_NODE_VALIDATED =?= true)",
         # On a GPU machine CPU-only jobs fill the CPUs only while enough stay
         # free for the remaining GPUs to be usable.
@@ -49,7 +48,7 @@ def start_expression(
     elif pool_itb is False:
         terms.append("(TARGET.ITB_Sites =!= true)")
     if project_name:
-        terms.append(f"((TARGET.ProjectName ?: \"\") == {string_literal(project_name)})")
+        terms.append(f'((TARGET.ProjectName ?: "") == {string_literal(project_name)})')
     terms.append(f"({start_extra})")
     return " && ".join(terms)
 

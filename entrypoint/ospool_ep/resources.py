@@ -141,6 +141,10 @@ def _parse_nonneg_int(text: str) -> int:
     return int(body)
 
 
+def _cpus(count: float) -> str:
+    return f"{count:g} CPU" if count == 1 else f"{count:g} CPUs"
+
+
 def _snippet(text: str) -> str:
     """A short, printable rendering of garbled file content for ``sources``."""
     body = text.strip()
@@ -278,6 +282,10 @@ def _locate(*, root: Path, mount: _Mount, cgroup: PurePosixPath | None, version:
             candidates.append(PurePosixPath("/") / cgroup.relative_to(mount.root))
         candidates.append(cgroup)
     for inner in candidates:
+        # A cgroup outside the namespace's root shows as "/../.." (cgroup-v2.rst,
+        # "Namespace"): not below this mount, and pathlib would not fold the "..".
+        if ".." in inner.parts:
+            continue
         leaf = _under(top, inner)
         if leaf.is_dir():
             return _Hierarchy(version, leaf, top, mount.mountpoint)
@@ -425,6 +433,8 @@ def _memory_limit(h: _Hierarchy, notes: list[str]) -> int | None:
     name = "memory.max" if h.version == 2 else "memory.limit_in_bytes"
     best: tuple[int, str] | None = None
     for directory in h.upwards():
+        # Only the hard limit: past memory.high the kernel throttles and reclaims,
+        # past memory.max it OOM-kills, and the kill is what the offer must avoid.
         text = _read_text(directory / name)
         if text is None or (h.version == 2 and text.strip() == "max"):
             continue
@@ -587,16 +597,17 @@ def detect_limits(
     tree says nothing about this process's mask). Never raises.
     """
     notes: list[str] = []
-    real = root.resolve() == Path("/")
+    # realpath, unlike Path.resolve, never raises (symlink loops included).
+    real = os.path.realpath(root) == "/"
     hierarchies = _find_hierarchies(root=root, notes=notes)
 
     cpu_quota = _cpu_quota(hierarchies["cpu"], notes) if "cpu" in hierarchies else None
     memory = _memory_limit(hierarchies["memory"], notes) if "memory" in hierarchies else None
     cpuset = _cpuset(hierarchies["cpuset"], notes) if "cpuset" in hierarchies else None
     if "cpu" in hierarchies and cpu_quota is None:
-        notes.append("no CFS CPU quota")
+        notes.append("no CFS CPU quota found")
     if "memory" in hierarchies and memory is None:
-        notes.append("no cgroup memory limit")
+        notes.append("no cgroup memory limit found")
 
     if affinity is None and real:
         try:
@@ -643,7 +654,7 @@ def _cpu_bounds(limits: HostLimits) -> list[_Bound]:
         bounds.append(
             _Bound(
                 max(1, math.floor(limits.cpu_quota)),
-                f"the cgroup CPU quota ({limits.cpu_quota:g} CPUs)",
+                f"the cgroup CPU quota ({_cpus(limits.cpu_quota)})",
                 "raise the container's CPU limit (--cpus, Kubernetes limits.cpu)",
             )
         )
@@ -719,8 +730,8 @@ def decide_offer(
         if num_cpus > cpu_limit.value:
             findings.warn(
                 "NUM_CPUS",
-                f"NUM_CPUS={num_cpus} is more than the {cpu_limit.value} CPUs this pilot may use, "
-                f"set by {cpu_limit.source}; offering {cpu_limit.value}",
+                f"NUM_CPUS={num_cpus} is more than the {_cpus(cpu_limit.value)} "
+                f"this pilot may use, set by {cpu_limit.source}; offering {cpu_limit.value}",
                 f"lower NUM_CPUS to {cpu_limit.value} or less, or {cpu_limit.fix}",
             )
             cpus = cpu_limit.value
@@ -730,7 +741,7 @@ def decide_offer(
     else:
         cpus = cpu_limit.value
         why = f"NUM_CPUS not set; limit from {cpu_limit.source}"
-    findings.passed("CPUs", f"offering {cpus} CPUs ({why})")
+    findings.passed("CPUs", f"offering {_cpus(cpus)} ({why})")
 
     mem_limit = min(_memory_bounds(limits), key=lambda b: b.value)
     available = mem_limit.value - overhead_mb
@@ -779,7 +790,7 @@ def check_disk(*, path: Path, min_gb: float, findings: Findings) -> int | None:
     directory cannot be used at all. Failures are environment FAILs (exit 69).
     """
     subject = "PILOT_DIR"
-    fix_mount = "mount a volume at /pilot (-v /some/dir:/pilot) or set PILOT_DIR to one"
+    fix_mount = "mount a volume at /pilot (-v /some/dir:/pilot) or set PILOT_DIR to a directory"
     if not path.is_dir():
         what = "does not exist" if not path.exists() else "is not a directory"
         findings.fail(subject, f"{path} {what}", fix_mount, kind=Kind.ENVIRONMENT)
@@ -799,7 +810,7 @@ def check_disk(*, path: Path, min_gb: float, findings: Findings) -> int | None:
         findings.fail(
             subject,
             f"{path} is not writable by uid {os.geteuid()} ({reason})",
-            f"make {path} writable for uid {os.geteuid()} (chown it on the host), or {fix_mount}",
+            f"chown {path} to uid {os.geteuid()} on the host, or {fix_mount}",
             kind=Kind.ENVIRONMENT,
         )
         return None

@@ -104,9 +104,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("GLIDEIN_Start_Extra", "start_extra", ev.parse_expression, "extra START clause"),
     Variable("OSG_PROJECT_NAME", "project_name", ev.parse_project_name, "only this project"),
     Variable("OSG_SQUID_LOCATION", "squid_url", ev.parse_proxy_url, "HTTP proxy for jobs"),
-    Variable(
-        "POOL", "pool", lambda raw: ev.parse_pool(raw, known=POOL_NAMES), "pool name or host"
-    ),
+    Variable("POOL", "pool", lambda raw: ev.parse_pool(raw, known=POOL_NAMES), "pool name or host"),
     Variable("CONDOR_HOST", "condor_host", ev.parse_collector_list, "central manager override"),
     Variable("ITB", "itb", ev.parse_bool, "join the ITB pool"),
     Variable("ACCEPT_JOBS_FOR_HOURS", "accept_jobs_for_hours", _in(1, unit="hours"), "hours"),
@@ -240,7 +238,9 @@ def load_settings(environ: Mapping[str, str], *, findings: Findings) -> Settings
     return Settings(**values)
 
 
-def _check_combinations(environ: Mapping[str, str], values: dict[str, Any], findings: Findings) -> None:
+def _check_combinations(
+    environ: Mapping[str, str], values: dict[str, Any], findings: Findings
+) -> None:
     pool = values.get("pool", "ospool")
     itb = values.get("itb", False)
     if itb and canonical_pool_name(pool, itb=False) == "prod-ospool" and pool != "ospool":
@@ -270,13 +270,13 @@ def _check_combinations(environ: Mapping[str, str], values: dict[str, Any], find
             f"({DRAIN_SAFETY_MARGIN_SECONDS} s are kept for eviction)",
             "raise it, and the orchestrator's stop timeout with it (docker run --stop-timeout)",
         )
-    if values.get("cvmfs_http_proxy") or values.get("cvmfs_quota_limit_mb"):
-        if not values.get("cvmfsexec_repos"):
-            findings.warn(
-                "CVMFS_HTTP_PROXY",
-                "cvmfs settings are given but CVMFSEXEC_REPOS is empty, so cvmfsexec is not used",
-                "set CVMFSEXEC_REPOS, or drop the cvmfs settings",
-            )
+    cvmfs_tuned = values.get("cvmfs_http_proxy") or values.get("cvmfs_quota_limit_mb")
+    if cvmfs_tuned and not values.get("cvmfsexec_repos"):
+        findings.warn(
+            "CVMFS_HTTP_PROXY",
+            "cvmfs settings are given but CVMFSEXEC_REPOS is empty, so cvmfsexec is not used",
+            "set CVMFSEXEC_REPOS, or drop the cvmfs settings",
+        )
 
 
 def _condor_overrides(environ: Mapping[str, str], findings: Findings) -> tuple[str, ...]:
@@ -305,4 +305,6 @@ def _warn_about_misspellings(environ: Mapping[str, str], findings: Findings) -> 
             close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.85)
             guess = close[0] if close else None
         if guess:
-            findings.warn(name, f"is not a setting of the pilot; did you mean {guess}?", "rename it")
+            findings.warn(
+                name, f"is not a setting of the pilot; did you mean {guess}?", "rename it"
+            )

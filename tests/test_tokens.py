@@ -1,4 +1,4 @@
-"""Contracts of ospool_ep.token: reading, checking and installing IDTOKENs (SPEC 5.1).
+"""Contracts of ospool_ep.tokens: reading, checking and installing IDTOKENs (SPEC 5.1).
 
 Real files with real modes under tmp_path; tokens are HS256 JWTs signed with a
 throwaway key by tests/jwt_factory.py. The clock is jwt_factory.NOW.
@@ -30,7 +30,7 @@ from jwt_factory import (
     token,
 )
 from ospool_ep.findings import Finding, Findings, Kind, Status
-from ospool_ep.token import (
+from ospool_ep.tokens import (
     EXPIRY_WARNING_SECONDS,
     REQUIRED_SCOPES,
     Token,

@@ -1,0 +1,44 @@
+# ospool-ep developer entry points. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+IMAGE  ?= localhost/ospool-ep:dev
+BIN    := $(VENV)/bin
+
+.PHONY: help dev lint typecheck unit test image bench clean
+
+help:
+	@echo "make test    - everything CI runs: lint, types, unit and container tests"
+	@echo "make unit    - lint, types and the tests that need no containers"
+	@echo "make image   - build $(IMAGE) (podman; debootstraps a base where no registry is reachable)"
+	@echo "make bench   - print the benchmark figures"
+
+# A private virtual environment with the project (editable) and its test tools.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+dev: $(BIN)/.installed
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev
+	$(BIN)/mypy
+
+unit: lint typecheck
+	$(BIN)/pytest -m "not container"
+
+image:
+	IMAGE=$(IMAGE) scripts/build-image.sh
+
+test: lint typecheck image
+	$(BIN)/pytest
+
+bench: dev
+	$(BIN)/python benchmarks/check_latency.py
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
