@@ -61,8 +61,11 @@ CONFIG_KEYWORDS: frozenset[str] = _words(
 
 STARTD_PUBLISHED: frozenset[str] = _words(
     # Attributes the startd (or the pilot, SPEC 6.2, 9.3) puts into the machine
-    # ad itself (HTCondor manual, "Machine ClassAd Attributes"). Redefining one
-    # would either be ignored or silently change matchmaking.
+    # ad itself (HTCondor manual, "Machine ClassAd Attributes",
+    # docs/classad-attributes/machine-classad-attributes.rst). Redefining one
+    # would either be ignored or silently change matchmaking. The Cloud*
+    # attributes are left to sites: HTCondor publishes them only when
+    # feature:CommonCloudAttributes* is on, which the pilot never turns on.
     """
     AcceptedWhileDraining Activity AddressV1 Arch AssignedGPUs AuthenticatedIdentity
     AuthenticationMethod AvailSince AvailTime AvailTimeEstimate CanHibernate
@@ -93,8 +96,18 @@ STARTD_PUBLISHED: frozenset[str] = _words(
     TotalSlotDisk TotalSlotGPUs TotalSlotMemory TotalSlots TotalVirtualMemory UidDomain
     Unhibernate UpdateSequenceNumber UpdatesHistory UpdatesLost UpdatesSequenced
     UpdatesTotal VirtualMemory WithinResourceLimits
-    has_avx has_avx2 has_avx512bw has_avx512dq has_avx512f has_avx512vnni has_sse4_1
-    has_sse4_2 has_ssse3
+    has_avx has_avx2 has_avx512bw has_avx512dnni has_avx512dq has_avx512f has_avx512vnni
+    has_sse4_1 has_sse4_2 has_ssse3
+    AvgTransferInputMB AvgTransferOutputMB BrokenContextAds BrokenSlotCpus BrokenSlotDisk
+    BrokenSlotMemory CgroupEnforced ClaimEndTime CleanupCategoryCounts ClientMachine
+    DetectedDisk DockerCachedImageSizeMb DockerOfflineReason DotNetVersions HasRotationalScratch
+    HasSandboxImage HasSIF IsEnforcingDiskUsage IsWakeEnabled JobBusyTimeAvg JobBusyTimeCount
+    JobBusyTimeMax JobBusyTimeMin JobDurationAvg JobDurationCount JobDurationMax JobDurationMin
+    JobPreemptions JobVM_VCPUS LastPeriodicCheckpoint LvmBackingStore LvmDetectedDisk
+    LvmIsThinProvisioning LvmNonCondorDiskUsage LvmUsingLoopback MachineLastMatchTime
+    MaxClaimTime Offline PreemptingOwner PreemptingRank PreemptingUser PslotRollupInformation
+    RemoteProject RemoteScheddName SingularityUserNamespaces SlotBrokenCode SlotBrokenReason
+    VMOfflineReason VMOfflineTime WindowsBuildNumber WindowsMajorVersion WindowsMinorVersion
     GLIDEIN_Site GLIDEIN_ResourceName GLIDEIN_ToRetire GLIDEIN_ToDie
     ACCEPT_JOBS_FOR_HOURS ACCEPT_IDLE_MINUTES IsOsgVoContainer OSG_NODE_VALIDATED
     """
@@ -126,7 +139,7 @@ DENIED_KNOBS: frozenset[str] = _words(
     TOKEN_DIR EXTRA_ATTRIBUTES_FILE EXTRA_JOB_ENV MEMORY_OVERHEAD_MB MIN_DISK_GB
     SHUTDOWN_GRACE_SECONDS LOG_FORMAT METRICS_PORT TOPOLOGY_CHECK
     """
-    # The last two rows are the pilot's own inputs (SPEC 4.1): the renderer may
+    # The last three rows are the pilot's own inputs (SPEC 4.1): the renderer may
     # define them as macros, so an attribute must not shadow them.
 )
 
@@ -171,6 +184,7 @@ DENIED_PREFIXES: tuple[str, ...] = (
     "SINGULARITY",
     "APPTAINER",
     "HIBERNAT",
+    "VM_",
     "BACKFILL",
     "PREEN",
     "BENCHMARKS_",

@@ -22,7 +22,7 @@ from ospool_ep import tokens as tokens_mod
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.pools import resolve_pool
 from ospool_ep.render import PilotPlan
-from ospool_ep.settings import Settings, load_settings
+from ospool_ep.settings import Settings, input_files, load_settings
 
 HTCONDOR_DAEMONS = ("condor_master", "condor_startd")
 
@@ -84,19 +84,16 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
     """Run every validation and detection; a plan only when nothing FAILed in config."""
     findings = Findings()
     settings = load_settings(host.environ, findings=findings)
-    if settings is None:
-        # Without valid paths and settings the later stages would only add noise.
-        return Outcome(findings=findings)
-
+    # Token and attribute files are checked even when settings are bad, so one
+    # run reports every problem.
+    token_dir, attributes_file, token_text = input_files(host.environ)
     found_tokens = tokens_mod.load_tokens(
-        token_dir=Path(settings.token_dir),
-        token_env=settings.token_text,
-        now=host.now,
-        findings=findings,
+        token_dir=Path(token_dir), token_env=token_text, now=host.now, findings=findings
     )
-    extra = attributes.load_extra_attributes_file(
-        Path(settings.extra_attributes_file), findings=findings
-    )
+    extra = attributes.load_extra_attributes_file(Path(attributes_file), findings=findings)
+    if settings is None:
+        # Resources and lifetime depend on valid settings; they would only add noise.
+        return Outcome(findings=findings, tokens=tuple(found_tokens))
     limits = resources.detect_limits(root=host.root, environ=host.environ)
     offer = resources.decide_offer(
         limits=limits,

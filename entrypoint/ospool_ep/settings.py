@@ -238,6 +238,28 @@ def load_settings(environ: Mapping[str, str], *, findings: Findings) -> Settings
     return Settings(**values)
 
 
+def input_files(environ: Mapping[str, str]) -> tuple[PurePosixPath, PurePosixPath, str | None]:
+    """Token directory, extra-attributes file and ``TOKEN``, even when other settings are bad.
+
+    Lets one run report token and attribute problems alongside environment
+    errors. An invalid path falls back to its default (its own FAIL comes
+    from :func:`load_settings`).
+    """
+
+    def path(name: str, default: PurePosixPath) -> PurePosixPath:
+        try:
+            return ev.parse_abs_path(environ[name]) if environ.get(name, "").strip() else default
+        except ev.Invalid:
+            return default
+
+    token_text = environ.get("TOKEN", "").strip() or None
+    return (
+        path("TOKEN_DIR", Settings.token_dir),
+        path("EXTRA_ATTRIBUTES_FILE", Settings.extra_attributes_file),
+        token_text,
+    )
+
+
 def _check_combinations(
     environ: Mapping[str, str], values: dict[str, Any], findings: Findings
 ) -> None:
