@@ -51,6 +51,19 @@ def expression_error(text: str) -> str | None:
     return None
 
 
+def boolean_expression_error(text: str) -> str | None:
+    """Why a (valid) expression can never be a START clause, or None.
+
+    Only constant parts can be judged without a job: ``"yes"`` or ``5`` are
+    never true or false, so START would be ERROR and no job would ever start.
+    """
+    value = classad2.ExprTree(text).eval()
+    # classad2.Value (undefined/error) is an IntEnum: test it before int.
+    if isinstance(value, bool | classad2.Value) or not isinstance(value, str | int | float | list):
+        return None  # a boolean, or depends on the job/machine (undefined here)
+    return f"is a constant {type(value).__name__}, not a boolean"
+
+
 def string_literal(value: str) -> str:
     """``value`` as a ClassAd string literal for a config file.
 

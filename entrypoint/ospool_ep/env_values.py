@@ -12,7 +12,11 @@ import re
 import urllib.parse
 from pathlib import PurePosixPath
 
-from ospool_ep.classad_text import config_unsafe_reason, expression_error
+from ospool_ep.classad_text import (
+    boolean_expression_error,
+    config_unsafe_reason,
+    expression_error,
+)
 
 
 class Invalid(ValueError):
@@ -24,7 +28,7 @@ class Invalid(ValueError):
 
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PROJECT = re.compile(r"^[A-Za-z0-9._-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPO = re.compile(r"^[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]$")
@@ -89,7 +93,7 @@ def parse_ad_string(raw: str) -> str:
 
 def parse_expression(raw: str) -> str:
     value = raw.strip()
-    error = expression_error(value)
+    error = expression_error(value) or boolean_expression_error(value)
     if error:
         raise Invalid(
             f"{shown(value)} {error}",
@@ -121,7 +125,7 @@ def parse_host(text: str) -> str:
         ipaddress.IPv4Address(text)
     except ValueError:
         labels = text.rstrip(".").split(".")
-        if not text or len(text) > 253 or not all(_HOST_LABEL.match(lab) for lab in labels):
+        if not text or len(text) > 253 or not all(_HOST_LABEL.fullmatch(lab) for lab in labels):
             raise Invalid(
                 f"{shown(text)} is not a valid host name", "use a DNS name or an IP address"
             ) from None
@@ -168,6 +172,11 @@ def parse_pool(raw: str, *, known: tuple[str, ...]) -> str:
 def parse_proxy_url(raw: str) -> str:
     """``OSG_SQUID_LOCATION``: ``host:port`` or ``http://host:port`` -> ``http://host:port``."""
     text = raw.strip()
+    if "@" in text:
+        raise Invalid(
+            "contains credentials (user@)",
+            "give the proxy as host:port; jobs use it unauthenticated",
+        )
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() != "http":
@@ -177,13 +186,28 @@ def parse_proxy_url(raw: str) -> str:
     return f"http://{host}:{port}"
 
 
-def parse_http_url(raw: str) -> str:
+def parse_http_url(raw: str, *, for_config: bool = False) -> str:
+    """An http(s) URL. ``for_config``: it is written into HTCondor config, so no '$' either."""
     text = raw.strip()
-    reason = config_unsafe_reason(text) if "$" not in text else None
-    parsed = urllib.parse.urlsplit(text)
-    if reason or parsed.scheme not in ("http", "https") or not parsed.hostname:
+    reason = config_unsafe_reason(text.replace("$", "") if not for_config else text)
+    if reason or any(ch.isspace() or ch in "\"'" for ch in text):
+        raise Invalid(
+            f"is not a plain URL: {reason or 'contains spaces or quotes'}",
+            "write http://host[:port]/path or https://... without quotes",
+        )
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parsed = urllib.parse.urlsplit("")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise Invalid("is not an http(s) URL", "write http://host[:port]/path or https://...")
     return text
+
+
+def redact_credentials(text: str) -> str:
+    """``http://user:pw@host`` -> ``http://***@host``, for showing proxy lists."""
+    return re.sub(r"//[^/@;|]*@", "//***@", text)
 
 
 def redact_url(url: str) -> str:
@@ -197,7 +221,7 @@ def redact_url(url: str) -> str:
 def parse_registry_mirror(raw: str) -> str:
     text = raw.strip()
     if "://" in text:
-        return parse_http_url(text)
+        return parse_http_url(text, for_config=True)
     parse_host_port(text)
     return text
 

@@ -22,6 +22,10 @@ DRAIN_SAFETY_MARGIN_SECONDS = 5
 evicting jobs and the daemons' own exit (SPEC 7.2)."""
 
 
+TEN_YEARS_H = 10 * 365 * 24
+"""Upper bound of every duration: larger values are typos, and overflow date arithmetic."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the pilot was told, validated. Units are in the field names."""
@@ -107,11 +111,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("POOL", "pool", lambda raw: ev.parse_pool(raw, known=POOL_NAMES), "pool name or host"),
     Variable("CONDOR_HOST", "condor_host", ev.parse_collector_list, "central manager override"),
     Variable("ITB", "itb", ev.parse_bool, "join the ITB pool"),
-    Variable("ACCEPT_JOBS_FOR_HOURS", "accept_jobs_for_hours", _in(1, unit="hours"), "hours"),
-    Variable("RETIREMENT_HOURS", "retirement_hours", _in(1, unit="hours"), "hours"),
-    Variable("ACCEPT_IDLE_MINUTES", "accept_idle_minutes", _in(0, unit="minutes"), "0 = never"),
-    Variable("NUM_CPUS", "num_cpus", _in(1, unit="CPUs"), "CPUs offered"),
-    Variable("MEMORY", "memory_mb", _in(1, unit="MB"), "MB offered"),
+    Variable(
+        "ACCEPT_JOBS_FOR_HOURS", "accept_jobs_for_hours", _in(1, TEN_YEARS_H, "hours"), "hours"
+    ),
+    Variable("RETIREMENT_HOURS", "retirement_hours", _in(1, TEN_YEARS_H, "hours"), "hours"),
+    Variable(
+        "ACCEPT_IDLE_MINUTES",
+        "accept_idle_minutes",
+        _in(0, TEN_YEARS_H * 60, "minutes"),
+        "0 = never",
+    ),
+    Variable("NUM_CPUS", "num_cpus", _in(1, 100_000, "CPUs"), "CPUs offered"),
+    Variable("MEMORY", "memory_mb", _in(1, 2**40, "MB"), "MB offered"),
     Variable(
         "CVMFSEXEC_REPOS",
         "cvmfsexec_repos",
@@ -119,7 +130,13 @@ VARIABLES: tuple[Variable, ...] = (
         "repos cvmfsexec mounts",
         display=" ".join,
     ),
-    Variable("CVMFS_HTTP_PROXY", "cvmfs_http_proxy", ev.parse_cvmfs_proxy, "cvmfs proxies"),
+    Variable(
+        "CVMFS_HTTP_PROXY",
+        "cvmfs_http_proxy",
+        ev.parse_cvmfs_proxy,
+        "cvmfs proxies",
+        display=ev.redact_credentials,
+    ),
     Variable("CVMFS_QUOTA_LIMIT", "cvmfs_quota_limit_mb", ev.parse_cvmfs_quota, "cache MB"),
     Variable("CVMFSEXEC_DEBUG", "cvmfsexec_debug", ev.parse_bool, "cvmfs debug log"),
     Variable("TOKEN", "token_text", str.strip, "token text", secret=True),
@@ -151,10 +168,13 @@ VARIABLES: tuple[Variable, ...] = (
         "registry mirror",
     ),
     Variable(
-        "SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", _in(1, unit="seconds"), "stop grace"
+        "SHUTDOWN_GRACE_SECONDS",
+        "shutdown_grace_seconds",
+        _in(1, TEN_YEARS_H * 3600, "seconds"),
+        "stop grace",
     ),
     Variable("PILOT_WALLTIME", "pilot_walltime_seconds", ev.parse_walltime, "pilot lifetime"),
-    Variable("MEMORY_OVERHEAD_MB", "memory_overhead_mb", _in(0, unit="MB"), "daemon memory"),
+    Variable("MEMORY_OVERHEAD_MB", "memory_overhead_mb", _in(0, 2**40, "MB"), "daemon memory"),
     Variable(
         "MIN_DISK_GB",
         "min_disk_gb",
@@ -190,22 +210,26 @@ VARIABLE_NAMES = frozenset(v.name for v in VARIABLES)
 # Knobs the pilot renders itself: a _CONDOR_ override of one of these is allowed
 # (HTCondor honours it) but is worth a warning, since it changes the product's
 # guarantees (security, START, lifetime, slot layout).
-_PILOT_OWNED_KNOB_PREFIXES = (
-    "SEC_",
-    "ALLOW_",
-    "DENY_",
-    "START",
-    "DAEMON_LIST",
-    "CONDOR_HOST",
-    "COLLECTOR_HOST",
-    "CCB_ADDRESS",
-    "LOCAL_DIR",
-    "NUM_CPUS",
-    "MEMORY",
-    "SLOT_TYPE_",
-    "MAXJOBRETIREMENTTIME",
-    "TRUST_DOMAIN",
+_PILOT_OWNED_KNOBS = frozenset(
+    {
+        "START",
+        "RANK",
+        "DAEMON_LIST",
+        "CONDOR_HOST",
+        "COLLECTOR_HOST",
+        "CCB_ADDRESS",
+        "LOCAL_DIR",
+        "NUM_CPUS",
+        "MEMORY",
+        "MAXJOBRETIREMENTTIME",
+        "TRUST_DOMAIN",
+        "NETWORK_HOSTNAME",
+        "STARTD_ATTRS",
+        "STARTER_JOB_ENVIRONMENT",
+        "STARTD_NOCLAIM_SHUTDOWN",
+    }
 )
+_PILOT_OWNED_KNOB_PREFIXES = ("SEC_", "ALLOW_", "DENY_", "SLOT_TYPE_", "GLIDEIN_")
 
 
 def load_settings(environ: Mapping[str, str], *, findings: Findings) -> Settings | None:
@@ -292,10 +316,25 @@ def _check_combinations(
             f"({DRAIN_SAFETY_MARGIN_SECONDS} s are kept for eviction)",
             "raise it, and the orchestrator's stop timeout with it (docker run --stop-timeout)",
         )
-    cvmfs_tuned = values.get("cvmfs_http_proxy") or values.get("cvmfs_quota_limit_mb")
+    walltime = values.get("pilot_walltime_seconds")
+    if walltime is not None and walltime <= grace:
+        findings.fail(
+            "PILOT_WALLTIME",
+            f"{walltime} s is not longer than SHUTDOWN_GRACE_SECONDS={grace}: "
+            "the pilot would have to stop before it starts",
+            "give the pilot a longer walltime, or a shorter grace period",
+        )
+    cvmfs_tuned = [
+        name
+        for name, key in (
+            ("CVMFS_HTTP_PROXY", "cvmfs_http_proxy"),
+            ("CVMFS_QUOTA_LIMIT", "cvmfs_quota_limit_mb"),
+        )
+        if values.get(key)
+    ]
     if cvmfs_tuned and not values.get("cvmfsexec_repos"):
         findings.warn(
-            "CVMFS_HTTP_PROXY",
+            cvmfs_tuned[0],
             "cvmfs settings are given but CVMFSEXEC_REPOS is empty, so cvmfsexec is not used",
             "set CVMFSEXEC_REPOS, or drop the cvmfs settings",
         )
@@ -305,7 +344,7 @@ def _condor_overrides(environ: Mapping[str, str], findings: Findings) -> tuple[s
     names = sorted(name for name in environ if name.upper().startswith("_CONDOR_"))
     for name in names:
         knob = name[len("_CONDOR_") :].upper()
-        if knob.startswith(_PILOT_OWNED_KNOB_PREFIXES):
+        if knob in _PILOT_OWNED_KNOBS or knob.startswith(_PILOT_OWNED_KNOB_PREFIXES):
             findings.warn(
                 name,
                 f"overrides {knob}, which the pilot configures itself",
