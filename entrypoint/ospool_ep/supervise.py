@@ -1,0 +1,245 @@
+"""Supervise: the PID-1 loop that runs condor_master and walks the shutdown ladder (SPEC 7).
+
+Signals are handled synchronously (STYLE 5): they are blocked, then waited
+for with ``sigtimedwait`` in one loop that also reaps every child, pumps the
+daemon logs and runs periodic work. The master gets a clean signal mask and
+its own process group, so only this loop decides what it is told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ospool_ep.exitcodes import ExitCode
+from ospool_ep.lifecycle import Action, Event, State, step, stop_was_requested
+
+WAITED_SIGNALS = frozenset(
+    {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
+)
+LOOP_SECONDS = 0.5
+"""Longest sleep between log pumps; signals and child exits wake the loop at once."""
+KILL_MARGIN_SECONDS = 1.5
+"""The last resort SIGKILL comes this long before the orchestrator's own."""
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class Hooks(Protocol):
+    """What the supervisor needs from the rest of the pilot."""
+
+    def prepare_drain(self, *, deadline: float) -> None:
+        """Make the startd refuse new jobs and retire running ones by ``deadline`` (epoch)."""
+
+    def reload(self) -> bool:
+        """SIGHUP: re-validate inputs and re-render. True: the master should reconfigure."""
+
+    def tick(self, *, state: State, master_pid: int | None) -> bool:
+        """Periodic work (log pumping excluded). True: the master should reconfigure."""
+
+    def event(self, level: str, msg: str, **fields: object) -> None:
+        """Report a supervisor event."""
+
+
+@dataclass
+class Outcome:
+    code: ExitCode
+    reason: str
+
+
+@dataclass
+class Supervisor:
+    command: Sequence[str]
+    environment: dict[str, str]
+    grace_seconds: int
+    drain_seconds: int
+    hooks: Hooks
+    pump_logs: Callable[[], object] = lambda: None
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    state: State = State.STARTING
+    master_pid: int | None = None
+    master_status: int | None = None
+    history: list[Event] = field(default_factory=list)
+    drain_deadline: float | None = None
+    kill_deadline: float | None = None
+
+    def run(self) -> Outcome:
+        signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
+        _become_subreaper()
+        self.master_pid = self._spawn()
+        self._handle(Event.MASTER_STARTED)
+        self.hooks.event("info", "condor_master started", pid=self.master_pid)
+        while not self._stopped():
+            info = signal.sigtimedwait(WAITED_SIGNALS, self._sleep_seconds())
+            if info is not None:
+                self._on_signal(info.si_signo)
+            self._reap()
+            self._check_deadlines()
+            self.pump_logs()
+            reconfigure = not self._stopped() and self.hooks.tick(
+                state=self.state, master_pid=self.master_pid
+            )
+            if reconfigure:
+                self._signal_master(signal.SIGHUP)
+        self._reap()
+        return self._outcome()
+
+    def _stopped(self) -> bool:
+        return self.state is State.STOPPED
+
+    # -- events -------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        transition = step(self.state, event)
+        self.history.append(event)
+        if transition.to is not self.state:
+            self.hooks.event(
+                "info", f"{self.state.value} -> {transition.to.value}", cause=event.value
+            )
+        self.state = transition.to
+        for action in transition.actions:
+            self._perform(action)
+
+    def _on_signal(self, signo: int) -> None:
+        if signo in (signal.SIGTERM, signal.SIGINT):
+            self._handle(Event.TERMINATE)
+        elif signo == signal.SIGQUIT:
+            self._handle(Event.FAST)
+        elif signo == signal.SIGHUP and self.hooks.reload():
+            self._signal_master(signal.SIGHUP)
+
+    def _check_deadlines(self) -> None:
+        now = self.clock()
+        if self.drain_deadline is not None and now >= self.drain_deadline:
+            self.drain_deadline = None
+            self._handle(Event.DRAIN_DEADLINE)
+        if self.kill_deadline is not None and now >= self.kill_deadline:
+            self.kill_deadline = None
+            self._handle(Event.KILL_DEADLINE)
+
+    def _sleep_seconds(self) -> float:
+        deadlines = [d for d in (self.drain_deadline, self.kill_deadline) if d is not None]
+        until = min(deadlines, default=self.clock() + LOOP_SECONDS) - self.clock()
+        return max(0.0, min(LOOP_SECONDS, until))
+
+    # -- actions ------------------------------------------------------------
+
+    def _perform(self, action: Action) -> None:
+        now = self.clock()
+        if action is Action.DRAIN:
+            self.drain_deadline = now + self.drain_seconds
+            self.kill_deadline = now + max(0.0, self.grace_seconds - KILL_MARGIN_SECONDS)
+            self.hooks.prepare_drain(deadline=self.wall_clock() + self.drain_seconds)
+            self.hooks.event(
+                "info",
+                "draining: no new jobs; running jobs may finish",
+                seconds=self.drain_seconds,
+            )
+            # Reconfigure first so the startd reads START = False and the
+            # shortened retirement, then ask for a graceful shutdown.
+            self._signal_master(signal.SIGHUP)
+            self._signal_master(signal.SIGTERM)
+        elif action is Action.FAST_SHUTDOWN:
+            self.drain_deadline = None
+            if self.kill_deadline is None:
+                self.kill_deadline = now + max(5.0, self.grace_seconds - KILL_MARGIN_SECONDS)
+            self.hooks.event("info", "fast shutdown: evicting running jobs back to their queues")
+            self._signal_master(signal.SIGQUIT)
+        elif action is Action.KILL:
+            self.hooks.event("warning", "condor_master did not stop in time: killing it")
+            self._kill_everything()
+
+    def _signal_master(self, signo: int) -> None:
+        if self.master_pid is not None and self.master_status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.master_pid, signo)
+
+    def _kill_everything(self) -> None:
+        if self.master_pid is None:
+            return
+        for pid in [self.master_pid, *descendants(self.master_pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # -- processes ----------------------------------------------------------
+
+    def _spawn(self) -> int:
+        return os.posix_spawn(
+            self.command[0],
+            list(self.command),
+            self.environment,
+            setpgroup=0,
+            setsigmask=(),
+            setsigdef=tuple(WAITED_SIGNALS | {signal.SIGPIPE}),
+        )
+
+    def _reap(self) -> None:
+        """Collect every exited child: the master, and orphans we inherited as PID 1."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.master_pid:
+                self.master_status = status
+                self._handle(Event.MASTER_EXITED)
+
+    def _outcome(self) -> Outcome:
+        status = self.master_status
+        requested = stop_was_requested(tuple(self.history))
+        if status is None:
+            return Outcome(ExitCode.OK, "stopped before condor_master started")
+        if os.WIFSIGNALED(status):
+            how = f"condor_master was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            how = f"condor_master exited with status {os.WEXITSTATUS(status)}"
+        if requested:
+            return Outcome(ExitCode.OK, f"stopped on request ({how})")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            return Outcome(
+                ExitCode.OK, "condor_master shut down (retired, idle or told by the pool)"
+            )
+        return Outcome(ExitCode.SOFTWARE, f"{how} unexpectedly")
+
+
+def descendants(root: int, *, proc: Path = Path("/proc")) -> list[int]:
+    """Every live process below ``root`` (starters, jobs), from /proc's parent links."""
+    parents: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may contain spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def _become_subreaper() -> None:
+    """Outside a container (batch job, bare host) we are not PID 1: adopt orphans anyway."""
+    if os.getpid() == 1:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
