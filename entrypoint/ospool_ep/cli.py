@@ -76,6 +76,45 @@ def cmd_render(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    del args
+    from ospool_ep import plan, run
+
+    return run.run_pilot(plan.Host.current())
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import os
+
+    from ospool_ep import health, state
+
+    published = state.read(state.state_path(os.environ))
+    verdict = health.readiness(published) if args.ready else health.liveness(published)
+    print(verdict.message)
+    return int(ExitCode.OK if verdict.healthy else ExitCode.NOT_HEALTHY)
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from ospool_ep import health, state
+
+    published = state.read(state.state_path(os.environ))
+    if published is None or not health.alive(published.supervisor_pid):
+        print("ospool-ep drain: no pilot is running here", file=sys.stderr)
+        return int(ExitCode.NOT_HEALTHY)
+    signo = signal.SIGQUIT if args.fast else signal.SIGTERM
+    try:
+        os.kill(published.supervisor_pid, signo)
+    except PermissionError:
+        print("ospool-ep drain: run it as the pilot's user", file=sys.stderr)
+        return int(ExitCode.NOT_HEALTHY)
+    how = "fast shutdown: running jobs are evicted" if args.fast else "draining"
+    print(f"pilot {published.name}: {how}")
+    return int(ExitCode.OK)
+
+
 def htcondor_version() -> str:
     """Asked in a subprocess: importing the bindings exits the process on a bad config."""
     try:
@@ -108,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    run = commands.add_parser("run", help="validate, then run and supervise the pilot (PID 1)")
+    run.set_defaults(handler=cmd_run)
+
     check = commands.add_parser("check", help="run every validation and detection; start nothing")
     check.add_argument("--json", action="store_true", help="machine-readable report")
     check.set_defaults(handler=cmd_check)
@@ -115,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="write the HTCondor configuration run would use")
     render.add_argument("--output", "-o", type=Path, required=True, metavar="DIR")
     render.set_defaults(handler=cmd_render)
+
+    health = commands.add_parser("health", help="exit 0 if the running pilot is alive")
+    health.add_argument(
+        "--ready", action="store_true", help="exit 0 only if its slot is in the collector"
+    )
+    health.set_defaults(handler=cmd_health)
+
+    drain = commands.add_parser("drain", help="ask the running pilot to stop taking jobs and exit")
+    drain.add_argument("--fast", action="store_true", help="evict running jobs now")
+    drain.set_defaults(handler=cmd_drain)
 
     version = commands.add_parser("version", help="print ospool-ep, HTCondor and Python versions")
     version.set_defaults(handler=cmd_version)

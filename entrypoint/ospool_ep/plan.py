@@ -64,7 +64,7 @@ class Outcome:
 
 
 def check_htcondor_installed(findings: Findings) -> None:
-    missing = [name for name in HTCONDOR_DAEMONS if not _find_daemon(name)]
+    missing = [name for name in HTCONDOR_DAEMONS if not find_daemon(name)]
     if missing:
         findings.fail(
             "HTCondor",
@@ -76,7 +76,7 @@ def check_htcondor_installed(findings: Findings) -> None:
         findings.passed("HTCondor", "condor_master and condor_startd found", kind=Kind.ENVIRONMENT)
 
 
-def _find_daemon(name: str) -> str | None:
+def find_daemon(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
 
 

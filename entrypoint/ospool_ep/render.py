@@ -80,6 +80,23 @@ def _isotime(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def retirement_until(deadline: int | float) -> str:
+    """MAXJOBRETIREMENTTIME for "may run until ``deadline``": it counts from the job's start."""
+    return f"ifThenElse(MY.JobStart =?= undefined, 0, {int(deadline)} - MY.JobStart)"
+
+
+def drain_config(*, deadline: float) -> str:
+    """The drop-in written on SIGTERM: no new jobs, running ones retire by ``deadline``."""
+    return (
+        "# Written by the supervisor when asked to stop (SPEC 7.2).\n"
+        "START = False\n"
+        f"MAXJOBRETIREMENTTIME = {retirement_until(deadline)}\n"
+    )
+
+
+DRAIN_FILE = f"{CONFIG_SUBDIR}/95-drain.conf"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.files("ospool_ep") / "templates")),
@@ -92,6 +109,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["ad_string"] = string_literal
     env.filters["isotime"] = _isotime
+    env.globals["retirement_until"] = retirement_until
     return env
 
 

@@ -25,7 +25,6 @@ def state_path(environ: Mapping[str, str]) -> Path:
 class PublishedState:
     supervisor_pid: int
     master_pid: int | None
-    master_started: float | None
     state: str
     name: str
     ready: bool

@@ -1,0 +1,82 @@
+"""Health: liveness and readiness of a running pilot, from the state it publishes (SPEC 7.5).
+
+Works for any uid: it reads the world-readable state file and /proc, and
+talks to nothing (a probe must not hang on the network).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ospool_ep.state import PublishedState
+
+STALE_SECONDS = 60
+"""The supervisor rewrites the state every few seconds; older means it is stuck."""
+READY_FRESH_SECONDS = 90
+
+
+@dataclass(frozen=True)
+class Verdict:
+    healthy: bool
+    message: str
+
+
+def alive(pid: int | None, *, proc: Path = Path("/proc")) -> bool:
+    if not pid:
+        return False
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"  # a zombie is not alive
+
+
+def child_named(parent: int, name: str, *, proc: Path = Path("/proc")) -> int | None:
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if comm == name and int(fields[1]) == parent and fields[0] != "Z":
+            return int(entry.name)
+    return None
+
+
+def liveness(  # noqa: PLR0911 - one return per probe, in the order they are checked
+    published: PublishedState | None, *, now: float | None = None
+) -> Verdict:
+    now = time.time() if now is None else now
+    if published is None:
+        return Verdict(False, "no pilot is running here (no state file)")
+    if not alive(published.supervisor_pid):
+        return Verdict(False, f"the supervisor (pid {published.supervisor_pid}) is gone")
+    if now - published.updated > STALE_SECONDS:
+        return Verdict(
+            False, f"the supervisor has not reported for {now - published.updated:.0f} s"
+        )
+    if published.state in ("starting", "draining", "stopping"):
+        return Verdict(True, f"pilot {published.name} is {published.state}")
+    if not alive(published.master_pid):
+        return Verdict(False, f"condor_master (pid {published.master_pid}) is not running")
+    if child_named(published.master_pid or 0, "condor_startd") is None:
+        return Verdict(False, "condor_startd is not running (the master may be restarting it)")
+    return Verdict(True, f"pilot {published.name}: condor_master and condor_startd running")
+
+
+def readiness(published: PublishedState | None, *, now: float | None = None) -> Verdict:
+    now = time.time() if now is None else now
+    live = liveness(published, now=now)
+    if not live.healthy or published is None:
+        return live
+    if published.state != "running":
+        return Verdict(False, f"pilot {published.name} is {published.state}: not taking jobs")
+    checked = published.ready_checked
+    if not published.ready or checked is None or now - checked > READY_FRESH_SECONDS:
+        return Verdict(False, f"pilot {published.name}'s slot is not (yet) in the collector")
+    return Verdict(True, f"pilot {published.name}'s slot is in the collector")

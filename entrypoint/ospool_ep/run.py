@@ -1,0 +1,294 @@
+"""Run: `ospool-ep run` from validated inputs to a supervised, cleaned-up pilot (SPEC 7).
+
+The pipeline reads as the product (STYLE 1): plan -> pilot directory ->
+rendered config -> installed tokens -> supervised condor_master -> clean up.
+:class:`PilotHooks` is what the supervisor calls back for: drain, reload,
+token rotation, readiness and metrics, state publishing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ospool_ep import pilotdir, render
+from ospool_ep import state as published
+from ospool_ep import tokens as tokens_mod
+from ospool_ep.attributes import load_extra_attributes_file
+from ospool_ep.exitcodes import ExitCode
+from ospool_ep.findings import Findings, Status
+from ospool_ep.lifecycle import State
+from ospool_ep.logs import Emitter, LogTailer
+from ospool_ep.plan import Host, build_plan, check_htcondor_installed, find_daemon
+from ospool_ep.render import PilotPlan
+from ospool_ep.supervise import Supervisor
+
+TOKEN_POLL_SECONDS = 10
+OBSERVE_SECONDS = 15
+STATE_SECONDS = 5
+CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
+"""Never passed to condor_master (and so to no daemon or job)."""
+HTCONDOR_DIRS = ("log", "execute", "spool", "lock", "run")
+
+
+def report_findings(findings: Findings, emitter: Emitter) -> None:
+    level = {Status.PASS: "info", Status.WARN: "warning", Status.FAIL: "error"}
+    for finding in findings:
+        fields: dict[str, Any] = {"check": finding.subject}
+        if finding.fix:
+            fields["fix"] = finding.fix
+        emitter.event(level[finding.status], finding.message, **fields)
+
+
+def run_pilot(host: Host) -> int:
+    emitter = Emitter(fmt=_log_format(host), stream=sys.stdout)
+    outcome = build_plan(host)
+    findings = outcome.findings
+    check_htcondor_installed(findings)
+    report_findings(findings, emitter)
+    if findings.has_failures() or outcome.plan is None:
+        code = findings.exit_code() or ExitCode.CONFIG
+        emitter.event("error", f"not starting: fix the errors above (exit {int(code)})")
+        return int(code)
+    plan = outcome.plan
+
+    root = Path(plan.settings.pilot_dir)
+    for stale in pilotdir.collect_stale(root=root):
+        emitter.event("info", "removed the directory of a dead pilot", path=str(stale))
+    try:
+        directory = pilotdir.create(root=root, pilot_id=plan.uuid)
+    except OSError as error:
+        emitter.event("error", f"cannot create the pilot directory in {root}: {error}")
+        return int(ExitCode.UNAVAILABLE)
+    try:
+        return _run_in(directory.path, plan, outcome.tokens, host, emitter)
+    finally:
+        directory.remove()
+
+
+def _run_in(
+    local_dir: Path,
+    plan: PilotPlan,
+    tokens: tuple[tokens_mod.Token, ...],
+    host: Host,
+    emitter: Emitter,
+) -> int:
+    for name in HTCONDOR_DIRS:
+        (local_dir / name).mkdir(mode=0o755)
+    config_dir = local_dir / "config"
+    findings = Findings()
+    if not render.write_and_verify(
+        plan, output=config_dir, findings=findings, environ=host.environ
+    ):
+        report_findings(findings, emitter)
+        return int(ExitCode.CONFIG)
+    tokens_mod.install_tokens(tokens, dest=Path(plan.token_dir))
+    emitter.event(
+        "info",
+        "pilot configured",
+        name=plan.name,
+        pool=plan.pool.name,
+        cpus=plan.offer.cpus,
+        memory_mb=plan.offer.memory_mb,
+        retire=render._isotime(plan.lifetime.to_retire),
+        die=render._isotime(plan.lifetime.to_die),
+    )
+    master = find_daemon("condor_master")
+    if master is None:  # check_htcondor_installed passed, so this is a bug
+        raise RuntimeError("condor_master vanished after the check")
+    environment = {k: v for k, v in host.environ.items() if k not in CHILD_ENV_DROPPED}
+    environment["CONDOR_CONFIG"] = str(config_dir / render.ROOT_FILE)
+
+    hooks = PilotHooks(plan=plan, tokens=tokens, host=host, config_dir=config_dir, emitter=emitter)
+    tailer = LogTailer(log_dir=local_dir / "log", emitter=emitter)
+    supervisor = Supervisor(
+        command=[master, "-f"],
+        environment=environment,
+        grace_seconds=plan.settings.shutdown_grace_seconds,
+        drain_seconds=plan.settings.drain_seconds,
+        hooks=hooks,
+        pump_logs=tailer.pump,
+    )
+    hooks.started(supervisor)
+    result = supervisor.run()
+    tailer.close()
+    reason = result.reason
+    if result.code is ExitCode.OK and "retired, idle" in reason:
+        reason = (
+            "retired" if time.time() >= plan.lifetime.to_retire else "idle or shut down by the pool"
+        )
+    level = "info" if result.code is ExitCode.OK else "error"
+    emitter.event(level, f"pilot ended: {reason}", exit_code=int(result.code))
+    hooks.finished(reason=reason)
+    return int(result.code)
+
+
+def _log_format(host: Host) -> Any:
+    value = host.environ.get("LOG_FORMAT", "text").strip().lower()
+    return value if value in ("text", "json") else "text"
+
+
+@dataclasses.dataclass
+class PilotHooks:
+    """The supervisor's callbacks: everything that knows about tokens, config and the pool."""
+
+    plan: PilotPlan
+    tokens: tuple[tokens_mod.Token, ...]
+    host: Host
+    config_dir: Path
+    emitter: Emitter
+    state_file: Path = dataclasses.field(init=False)
+    token_signature: tuple[object, ...] = ()
+    next_token_poll: float = 0.0
+    next_state: float = 0.0
+    supervisor: Supervisor | None = None
+    observer: Observer | None = None
+
+    def __post_init__(self) -> None:
+        self.state_file = published.state_path(self.host.environ)
+        self.token_signature = _dir_signature(Path(self.plan.settings.token_dir))
+
+    # -- supervisor hooks ---------------------------------------------------
+
+    def event(self, level: str, msg: str, **fields: object) -> None:
+        self.emitter.event(level, msg, **fields)
+
+    def prepare_drain(self, *, deadline: float) -> None:
+        drain = self.config_dir / render.DRAIN_FILE
+        drain.write_text(render.drain_config(deadline=deadline))
+
+    def reload(self) -> bool:
+        if self.supervisor is not None and self.supervisor.state is not State.RUNNING:
+            self.event("info", "not reloading while stopping")
+            return False
+        findings = Findings()
+        settings = self.plan.settings
+        found = tokens_mod.load_tokens(
+            token_dir=Path(settings.token_dir),
+            token_env=settings.token_text,
+            now=time.time(),
+            findings=findings,
+        )
+        extra = load_extra_attributes_file(Path(settings.extra_attributes_file), findings=findings)
+        if findings.has_failures() or not found:
+            report_findings(Findings(findings.failures), self.emitter)
+            self.event("error", "reload refused: keeping the running configuration")
+            return False
+        candidate = dataclasses.replace(self.plan, extra_attributes=tuple(extra))
+        with tempfile.TemporaryDirectory(prefix="ospool-ep-reload-") as scratch:
+            trial = Findings()
+            if not render.write_and_verify(
+                candidate, output=Path(scratch), findings=trial, environ=self.host.environ
+            ):
+                report_findings(Findings(trial.failures), self.emitter)
+                self.event("error", "reload refused: keeping the running configuration")
+                return False
+        files = render.render_files(candidate, config_dir=PurePosixPath(self.config_dir))
+        render.write_tree(files, output=self.config_dir)
+        tokens_mod.install_tokens(found, dest=Path(candidate.token_dir))
+        self.plan, self.tokens = candidate, tuple(found)
+        self.event("info", "reloaded token and extra attributes; reconfiguring HTCondor")
+        return True
+
+    def tick(self, *, state: State, master_pid: int | None) -> bool:
+        now = time.monotonic()
+        reconfigure = False
+        if now >= self.next_token_poll:
+            self.next_token_poll = now + TOKEN_POLL_SECONDS
+            signature = _dir_signature(Path(self.plan.settings.token_dir))
+            if signature != self.token_signature:
+                self.token_signature = signature
+                self.event("info", "token files changed: re-validating")
+                reconfigure = self.reload()
+        if now >= self.next_state:
+            self.next_state = now + STATE_SECONDS
+            self.publish(state=state, master_pid=master_pid)
+        return reconfigure
+
+    # -- life ---------------------------------------------------------------
+
+    def started(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.observer = Observer(uuid=self.plan.uuid, config_dir=self.config_dir)
+        self.observer.start()
+
+    def publish(self, *, state: State, master_pid: int | None) -> None:
+        observer = self.observer
+        snapshot = published.PublishedState(
+            supervisor_pid=os.getpid(),
+            master_pid=master_pid,
+            state=state.value,
+            name=self.plan.name,
+            ready=bool(observer and observer.ready),
+            ready_checked=observer.checked if observer else None,
+            updated=time.time(),
+        )
+        try:
+            published.publish(self.state_file, snapshot)
+        except OSError as error:
+            self.event("warning", f"cannot write the state file {self.state_file}: {error}")
+
+    def finished(self, *, reason: str) -> None:
+        del reason
+        if self.observer is not None:
+            self.observer.stop.set()
+        published.withdraw(self.state_file, supervisor_pid=os.getpid())
+
+
+def _dir_signature(directory: Path) -> tuple[object, ...]:
+    """Cheap change detector: names, inodes, sizes and mtimes (Secret updates swap symlinks)."""
+    entries: list[object] = []
+    try:
+        names = sorted(entry.name for entry in directory.iterdir())
+    except OSError:
+        return ("missing",)
+    for name in names:
+        try:
+            st = (directory / name).stat()
+        except OSError:
+            continue
+        entries.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(entries)
+
+
+class Observer(threading.Thread):
+    """Asks the pool's collector, from a thread, whether this pilot's slots are visible.
+
+    A thread because a collector query can block on the network; the PID-1 loop
+    must keep answering signals.
+    """
+
+    def __init__(self, *, uuid: str, config_dir: Path) -> None:
+        super().__init__(name="ospool-ep-observer", daemon=True)
+        self.uuid = uuid
+        self.config_dir = config_dir
+        self.ready = False
+        self.checked: float | None = None
+        self.slots: list[dict[str, Any]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        # The bindings read CONDOR_CONFIG at import; the tree was verified already.
+        os.environ["CONDOR_CONFIG"] = str(self.config_dir / render.ROOT_FILE)
+        try:
+            import htcondor2  # noqa: PLC0415 - only after CONDOR_CONFIG points at our tree
+        except Exception:  # without bindings only readiness is lost
+            return
+        while not self.stop.wait(timeout=OBSERVE_SECONDS if self.checked else 2):
+            try:
+                ads = htcondor2.Collector().query(
+                    htcondor2.AdType.Startd,
+                    constraint=f'OSPOOL_EP_PILOT_UUID == "{self.uuid}"',
+                    projection=["Name", "State", "Activity", "Cpus", "Memory", "JobStart"],
+                )
+                self.slots = [dict(ad) for ad in ads]
+                self.ready = bool(ads)
+            except Exception:  # the pool being unreachable is a normal state here
+                self.ready = False
+            self.checked = time.time()
