@@ -34,6 +34,7 @@ RUN apt-get update \
 # build: install the project from the build context, without PyPI, into a
 # staging root so pip and setuptools stay out of the final image.
 FROM runtime AS build
+LABEL org.ospool-ep.stage=build
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-pip python3-setuptools \
@@ -41,7 +42,8 @@ RUN apt-get update \
 
 COPY . /src
 RUN pip install --no-index --no-build-isolation --no-deps --break-system-packages \
-        --no-compile --root /staging /src \
+        --root /staging --root-user-action=ignore --no-warn-script-location \
+        /src \
  && rm -rf /staging/root
 
 # ---------------------------------------------------------------------------

@@ -10,11 +10,10 @@
 #   --image    default: $BASE_IMAGE or localhost/debian-trixie-base:latest
 #   --suite    default: trixie
 #   --mirror   default: $DEBIAN_MIRROR, else the first Debian archive URI in
-#              /etc/apt/sources.list{,.d/*}, else http://deb.debian.org/debian
+#              the host's /etc/apt/sources.list{,.d/*}
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
 
 image="${BASE_IMAGE:-localhost/debian-trixie-base:latest}"
 suite=trixie
@@ -52,7 +51,7 @@ host_mirror() {
             return 0
         fi
     done
-    printf '%s\n' http://deb.debian.org/debian
+    return 1
 }
 
 if [[ -z "${CONTAINERS_CONF:-}" ]]; then
@@ -67,7 +66,10 @@ fi
 command -v debootstrap >/dev/null || { log "debootstrap missing: run scripts/setup-host.sh"; exit 1; }
 [[ $(id -u) -eq 0 ]] || { log "debootstrap needs root"; exit 1; }
 
-mirror="${mirror:-$(host_mirror)}"
+if [[ -z "$mirror" ]] && ! mirror="$(host_mirror)"; then
+    log "no Debian archive in /etc/apt/sources.list*: pass --mirror URL or DEBIAN_MIRROR"
+    exit 1
+fi
 tmp="$(mktemp -d "${TMPDIR:-/var/tmp}/ospool-ep-base.XXXXXX")"
 cleanup() { rm -rf --one-file-system "$tmp"; }
 trap cleanup EXIT
@@ -103,12 +105,17 @@ rm -rf "$tmp/root/usr/share/man/"* "$tmp/root/usr/share/info/"*
 # Without this apt keeps downloaded .debs in the image layers.
 printf 'APT::Keep-Downloaded-Packages "false";\n' >"$tmp/root/etc/apt/apt.conf.d/docker-clean"
 
+old_id="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 log "podman import as $image"
 tar --numeric-owner -C "$tmp/root" -c . |
     podman import --quiet --change 'CMD ["/bin/bash"]' \
         --change "LABEL org.opencontainers.image.title=debian-$suite-base" \
         --change "LABEL org.opencontainers.image.source=debootstrap $mirror $suite" \
         - "$image" >/dev/null
+# The replaced image, now untagged: drop it unless images built on it remain.
+if [[ -n "$old_id" ]] && [[ "$old_id" != "$(podman image inspect --format '{{.Id}}' "$image")" ]]; then
+    podman rmi "$old_id" >/dev/null 2>&1 || true
+fi
 total_s=$(elapsed "$start")
 size="$(podman image inspect --format '{{.Size}}' "$image")"
 log "done: $image, debootstrap ${boot_s}s, total ${total_s}s, $((size / 1000000)) MB"

@@ -34,5 +34,9 @@ podman build \
     -t "$image" \
     "$@" \
     "$repo"
+# Drop the untagged images earlier builds of this Dockerfile left behind (the
+# previous :dev and the build stage); tagged images and layer caches stay.
+podman image prune -f --filter "label=org.opencontainers.image.title=ospool-ep" >/dev/null || true
+podman image prune -f --filter "label=org.ospool-ep.stage=build" >/dev/null || true
 size="$(podman image inspect --format '{{.Size}}' "$image")"
 log "built $image in $(elapsed "$start")s, $((size / 1000000)) MB"

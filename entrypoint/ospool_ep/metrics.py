@@ -192,7 +192,11 @@ class Metrics:
         self._server = started[0] if isinstance(started, tuple) else None
 
     def close(self) -> None:
-        """Stop serving and free the port; a no-op when not serving."""
+        """Stop serving and free the port; a no-op when not serving.
+
+        Takes up to 0.5 s (serve_forever's poll interval). At exit it need not be
+        called: the server thread is a daemon and the port goes with the process.
+        """
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()

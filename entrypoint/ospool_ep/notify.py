@@ -17,16 +17,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-import requests
-
 from ospool_ep import __version__
 from ospool_ep.env_values import redact_url
 
 NOTIFY_TIMEOUT_SECONDS = 5
 """Wall-time bound of one notice, connecting and answering together (SPEC 7.5)."""
 
-Log = Callable[[str, str], None]
-"""``log(level, message)``, level ``"info"`` or ``"warning"`` as the supervisor's events."""
+Log = Callable[[Literal["info", "warning"], str], None]
+"""``log(level, message)``. Only the two levels used here, so both a plain
+``(str, str)`` function and the supervisor's ``Emitter.event`` (which takes
+``logs.Level``, a wider Literal) type-check as one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,10 @@ def send_async(url: str, notice: Notice, *, log: Log) -> threading.Thread:
 
 def _post(url: str, body: bytes, timeout: float, outcome: list[int | BaseException]) -> None:
     """The request itself: appends the status code, or the exception, to ``outcome``."""
+    # requests and urllib3 take about 13 MiB of the supervisor's 30 MB (SPEC 14):
+    # imported only when a notice is sent, not by every pilot that sends none.
+    import requests  # noqa: PLC0415
+
     headers = {"Content-Type": "application/json", "User-Agent": f"ospool-ep/{__version__}"}
     try:
         with (
@@ -146,6 +150,8 @@ def _reason(exc: BaseException) -> str:
     requests' messages quote the whole URL, path and query included, so they are
     never logged; only the exception's kind and the system's error text are.
     """
+    import requests  # noqa: PLC0415 - imported already: exc came from _post
+
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
         return "the URL is not a valid http(s) URL"
     if isinstance(exc, requests.exceptions.InvalidSchema):

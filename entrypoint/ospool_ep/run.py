@@ -24,7 +24,7 @@ from ospool_ep.attributes import load_extra_attributes_file
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Findings, Status
 from ospool_ep.lifecycle import State
-from ospool_ep.logs import Emitter, LogTailer
+from ospool_ep.logs import Emitter, Level, LogTailer
 from ospool_ep.plan import Host, build_plan, check_htcondor_installed, find_daemon
 from ospool_ep.render import PilotPlan
 from ospool_ep.supervise import Supervisor
@@ -38,12 +38,10 @@ HTCONDOR_DIRS = ("log", "execute", "spool", "lock", "run")
 
 
 def report_findings(findings: Findings, emitter: Emitter) -> None:
-    level = {Status.PASS: "info", Status.WARN: "warning", Status.FAIL: "error"}
+    level: dict[Status, Level] = {Status.PASS: "info", Status.WARN: "warning", Status.FAIL: "error"}
     for finding in findings:
-        fields: dict[str, Any] = {"check": finding.subject}
-        if finding.fix:
-            fields["fix"] = finding.fix
-        emitter.event(level[finding.status], finding.message, **fields)
+        fields: dict[str, Any] = {"fix": finding.fix} if finding.fix else {}
+        emitter.event(level[finding.status], f"{finding.subject}: {finding.message}", **fields)
 
 
 def run_pilot(host: Host) -> int:
@@ -123,7 +121,7 @@ def _run_in(
         reason = (
             "retired" if time.time() >= plan.lifetime.to_retire else "idle or shut down by the pool"
         )
-    level = "info" if result.code is ExitCode.OK else "error"
+    level: Level = "info" if result.code is ExitCode.OK else "error"
     emitter.event(level, f"pilot ended: {reason}", exit_code=int(result.code))
     hooks.finished(reason=reason)
     return int(result.code)
@@ -156,7 +154,7 @@ class PilotHooks:
 
     # -- supervisor hooks ---------------------------------------------------
 
-    def event(self, level: str, msg: str, **fields: object) -> None:
+    def event(self, level: Level, msg: str, **fields: object) -> None:
         self.emitter.event(level, msg, **fields)
 
     def prepare_drain(self, *, deadline: float) -> None:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Action, Event, State, step, stop_was_requested
+from ospool_ep.logs import Level
 
 WAITED_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
@@ -43,7 +44,7 @@ class Hooks(Protocol):
     def tick(self, *, state: State, master_pid: int | None) -> bool:
         """Periodic work (log pumping excluded). True: the master should reconfigure."""
 
-    def event(self, level: str, msg: str, **fields: object) -> None:
+    def event(self, level: Level, msg: str, **fields: object) -> None:
         """Report a supervisor event."""
 
 

@@ -17,13 +17,32 @@ if [[ ! -s /etc/condor/passwords.d/POOL ]]; then
     unset pw
 fi
 
+# Reverse DNS for the pilots' addresses from /etc/hosts, not podman's
+# aardvark-dns: a PTR query there sometimes takes 20 s (its reload on every
+# container start drops queries), and the collector is single-threaded, so
+# every pilot waits (tests/pool/NOTES.md). PILOT_SUBNET comes from tests/pool.py.
+if [[ -n "${PILOT_SUBNET:-}" ]]; then
+    python3 - "$PILOT_SUBNET" >>/etc/hosts <<'PY'
+import ipaddress, sys
+net = ipaddress.ip_network(sys.argv[1], strict=False)
+if net.num_addresses <= 4096:
+    with open("/etc/hosts") as f:
+        known = {line.split()[0] for line in f if line.strip() and not line.startswith("#")}
+    for ip in net.hosts():
+        if str(ip) not in known:
+            print(f"{ip}\tpilot-{str(ip).replace('.', '-')}")
+PY
+fi
+
 # condor_master is not PID 1 (FACTS.md): bash stays PID 1, reaps, forwards TERM.
 condor_master -f &
 master=$!
 trap 'kill -TERM "$master" 2>/dev/null' TERM INT
 trap 'kill -QUIT "$master" 2>/dev/null' QUIT
-status=0
+# `wait` returns early (128+signal) when a trapped signal arrives: wait again
+# until the master is gone, and exit with its status.
 while kill -0 "$master" 2>/dev/null; do
+    status=0
     wait "$master" || status=$?
 done
 exit "$status"
