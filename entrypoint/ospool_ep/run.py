@@ -17,7 +17,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ospool_ep import pilotdir, render
+from ospool_ep import __version__, notify, pilotdir, render
 from ospool_ep import state as published
 from ospool_ep import tokens as tokens_mod
 from ospool_ep.attributes import load_extra_attributes_file
@@ -114,6 +114,7 @@ def _run_in(
         pump_logs=tailer.pump,
     )
     hooks.started(supervisor)
+    hooks.notify("start", "pilot started")
     result = supervisor.run()
     tailer.close()
     reason = result.reason
@@ -123,6 +124,7 @@ def _run_in(
         )
     level: Level = "info" if result.code is ExitCode.OK else "error"
     emitter.event(level, f"pilot ended: {reason}", exit_code=int(result.code))
+    hooks.notify("stop", reason, wait=True)
     hooks.finished(reason=reason)
     return int(result.code)
 
@@ -147,6 +149,8 @@ class PilotHooks:
     next_state: float = 0.0
     supervisor: Supervisor | None = None
     observer: Observer | None = None
+    metrics: Any = None
+    """An ospool_ep.metrics.Metrics when METRICS_PORT is set (imported only then: RSS)."""
 
     def __post_init__(self) -> None:
         self.state_file = published.state_path(self.host.environ)
@@ -207,6 +211,7 @@ class PilotHooks:
         if now >= self.next_state:
             self.next_state = now + STATE_SECONDS
             self.publish(state=state, master_pid=master_pid)
+            self.update_metrics(state)
         return reconfigure
 
     # -- life ---------------------------------------------------------------
@@ -215,6 +220,60 @@ class PilotHooks:
         self.supervisor = supervisor
         self.observer = Observer(uuid=self.plan.uuid, config_dir=self.config_dir)
         self.observer.start()
+        port = self.plan.settings.metrics_port
+        if port:
+            from ospool_ep.metrics import Metrics  # noqa: PLC0415 - only when asked: ~8 MB RSS
+
+            self.metrics = Metrics(pilot_name=self.plan.name, version=__version__)
+            try:
+                self.metrics.serve(port=port)
+                self.event("info", f"serving Prometheus metrics on port {port}")
+            except OSError as error:
+                self.metrics = None
+                self.event("warning", f"metrics disabled: {error}")
+
+    def update_metrics(self, state: State) -> None:
+        if self.metrics is None:
+            return
+        from ospool_ep.metrics import PilotSnapshot  # noqa: PLC0415 - loaded with Metrics
+
+        observer = self.observer
+        slots = observer.slots if observer else []
+        now = time.time()
+        expiry = tokens_mod.earliest_expiry(self.tokens)
+        self.metrics.update(
+            PilotSnapshot(
+                state=state.value,
+                slots_total=len(slots),
+                slots_claimed=sum(1 for ad in slots if ad.get("State") == "Claimed"),
+                cpus=self.plan.offer.cpus,
+                memory_mb=self.plan.offer.memory_mb,
+                gpus=0,
+                jobs_started=observer.jobs_started if observer else 0,
+                seconds_to_retire=max(0.0, self.plan.lifetime.to_retire - now),
+                seconds_to_die=max(0.0, self.plan.lifetime.to_die - now),
+                token_seconds_to_expiry=None if expiry is None else max(0.0, expiry - now),
+                cvmfs_repos={},
+                ready=bool(observer and observer.ready),
+            )
+        )
+
+    def notify(self, event: Any, reason: str, *, wait: bool = False) -> None:
+        settings = self.plan.settings
+        url = settings.notify_start_url if event == "start" else settings.notify_stop_url
+        if not url:
+            return
+        notice = notify.Notice(
+            event=event,
+            name=self.plan.name,
+            site=settings.site,
+            resource=settings.resource_name,
+            reason=reason,
+            time=time.time(),
+        )
+        thread = notify.send_async(url, notice, log=self.emitter.event)
+        if wait:
+            thread.join(timeout=notify.NOTIFY_TIMEOUT_SECONDS)
 
     def publish(self, *, state: State, master_pid: int | None) -> None:
         observer = self.observer
@@ -270,6 +329,12 @@ class Observer(threading.Thread):
         self.checked: float | None = None
         self.slots: list[dict[str, Any]] = []
         self.stop = threading.Event()
+        self.seen_jobs: set[tuple[str, int]] = set()
+        """(dynamic slot, JobStart) pairs seen: each is one job start."""
+
+    @property
+    def jobs_started(self) -> int:
+        return len(self.seen_jobs)
 
     def run(self) -> None:
         # The bindings read CONDOR_CONFIG at import; the tree was verified already.
@@ -287,6 +352,9 @@ class Observer(threading.Thread):
                 )
                 self.slots = [dict(ad) for ad in ads]
                 self.ready = bool(ads)
+                self.seen_jobs |= {
+                    (str(ad["Name"]), int(ad["JobStart"])) for ad in self.slots if "JobStart" in ad
+                }
             except Exception:  # the pool being unreachable is a normal state here
                 self.ready = False
             self.checked = time.time()
