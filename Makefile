@@ -4,9 +4,10 @@ VENV   ?= .venv
 IMAGE  ?= localhost/ospool-ep:dev
 BIN    := $(VENV)/bin
 
-.PHONY: help dev lint typecheck unit test image bench clean
+.PHONY: help dev lint typecheck unit test image demo bench clean
 
 help:
+	@echo "make demo    - a local central manager and one pilot in podman; a job runs on it"
 	@echo "make test    - everything CI runs: lint, types, unit and container tests"
 	@echo "make unit    - lint, types and the tests that need no containers"
 	@echo "make image   - build $(IMAGE) (podman; debootstraps a base where no registry is reachable)"
@@ -33,6 +34,9 @@ unit: lint typecheck
 
 image:
 	IMAGE=$(IMAGE) scripts/build-image.sh
+
+demo: dev image
+	$(BIN)/python scripts/demo.py
 
 test: lint typecheck image
 	$(BIN)/pytest
