@@ -63,9 +63,8 @@ def main() -> int:
                 volumes=[(token_file, "/etc/condor/tokens-orig.d/flock.opensciencegrid.org", "ro")],
             )
             ads = the_pool.wait_for_slot('GLIDEIN_Site == "Demo Site"', timeout=90)
-            say(
-                f"pilot joined the pool: slot visible {time.monotonic() - started:.1f} s after start"
-            )
+            joined = time.monotonic() - started
+            say(f"pilot joined the pool: slot visible {joined:.1f} s after start")
             print("slot ad summary:")
             for field in SLOT_FIELDS:
                 print(f"  {field:22} = {ads[0].get(field)}")
