@@ -34,12 +34,25 @@ class PilotDirectory:
 
 
 def create(*, root: Path, pilot_id: str) -> PilotDirectory:
-    """Make ``root/ospool-ep-<pilot_id>`` (0700) and lock it. Raises OSError."""
+    """Make ``root/ospool-ep-<pilot_id>`` (0700) and lock it. Raises OSError.
+
+    The directory is made and locked under a name collection ignores, then
+    renamed: another pilot's collection never sees it unlocked.
+    """
     path = root / f"{PREFIX}{pilot_id}"
-    path.mkdir(mode=0o700)
-    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    if path.exists():
+        raise FileExistsError(f"{path} exists")
+    making = root / f".making-{pilot_id}"
+    making.mkdir(mode=0o700)
+    fd = os.open(making / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        making.rename(path)
+    except OSError:
+        os.close(fd)
+        shutil.rmtree(making, ignore_errors=True)
+        raise
     return PilotDirectory(path, fd)
 
 

@@ -27,7 +27,7 @@ from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter, Level, LogTailer
 from ospool_ep.plan import Host, build_plan, check_htcondor_installed, find_daemon
 from ospool_ep.render import PilotPlan
-from ospool_ep.supervise import Supervisor
+from ospool_ep.supervise import Supervisor, block_signals
 
 TOKEN_POLL_SECONDS = 10
 OBSERVE_SECONDS = 15
@@ -45,6 +45,9 @@ def report_findings(findings: Findings, emitter: Emitter) -> None:
 
 
 def run_pilot(host: Host) -> int:
+    # Before any thread exists (observer, metrics, webhooks): they inherit the
+    # mask, and a SIGTERM during start-up waits for the supervisor's loop.
+    block_signals()
     emitter = Emitter(fmt=_log_format(host), stream=sys.stdout)
     outcome = build_plan(host)
     findings = outcome.findings

@@ -32,6 +32,22 @@ KILL_MARGIN_SECONDS = 1.5
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+def block_signals() -> None:
+    """Block the waited signals in this thread; threads started later inherit the mask.
+
+    Call before starting any thread: a thread with the signals unblocked would
+    take a SIGTERM with its default action and kill the pilot outright.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
+
+
+def signal_name(signo: int) -> str:
+    try:
+        return signal.Signals(signo).name
+    except ValueError:  # real-time signals have no name
+        return str(signo)
+
+
 class Hooks(Protocol):
     """What the supervisor needs from the rest of the pilot."""
 
@@ -72,7 +88,7 @@ class Supervisor:
     kill_deadline: float | None = None
 
     def run(self) -> Outcome:
-        signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
+        block_signals()
         _become_subreaper()
         self.master_pid = self._spawn()
         self._handle(Event.MASTER_STARTED)
@@ -89,7 +105,7 @@ class Supervisor:
             )
             if reconfigure:
                 self._signal_master(signal.SIGHUP)
-        self._reap()
+        self._kill_leftovers()
         return self._outcome()
 
     def _stopped(self) -> bool:
@@ -162,6 +178,26 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.master_pid, signo)
 
+    def _kill_leftovers(self) -> None:
+        """Daemons or jobs that outlived the master (it died abnormally) go with it.
+
+        In a container the kernel would do this when PID 1 exits; in a batch job
+        or on a bare host nobody else would.
+        """
+        leftovers = descendants(os.getpid())
+        if leftovers:
+            self.hooks.event("warning", f"killing {len(leftovers)} processes left behind")
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = self.clock() + 5
+        while leftovers and self.clock() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            leftovers = [p for p in leftovers if p != pid]
+
     def _kill_everything(self) -> None:
         if self.master_pid is None:
             return
@@ -178,7 +214,9 @@ class Supervisor:
             self.environment,
             setpgroup=0,
             setsigmask=(),
-            setsigdef=tuple(WAITED_SIGNALS | {signal.SIGPIPE}),
+            # Every catchable signal back to its default: Python ignores SIGPIPE
+            # and SIGXFSZ, and a parent (nohup) may have ignored others.
+            setsigdef=tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}),
         )
 
     def _reap(self) -> None:
@@ -200,7 +238,7 @@ class Supervisor:
         if status is None:
             return Outcome(ExitCode.OK, "stopped before condor_master started")
         if os.WIFSIGNALED(status):
-            how = f"condor_master was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+            how = f"condor_master was killed by signal {signal_name(os.WTERMSIG(status))}"
         else:
             how = f"condor_master exited with status {os.WEXITSTATUS(status)}"
         if requested:
