@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ospool_ep import health, state
+from ospool_ep import health, procfs, state
 from ospool_ep.health import READY_FRESH_SECONDS, STALE_SECONDS
 from ospool_ep.state import PublishedState
 
@@ -70,7 +70,7 @@ def master_with_startd(tmp_path: Path) -> Iterator[tuple[int, int]]:
     startd.write_bytes(Path("/bin/sleep").read_bytes())
     startd.chmod(0o755)
     master = subprocess.Popen(["/bin/sh", "-c", f"{startd} 60 & wait"])
-    startd_pid = wait_for_pid(lambda: health.child_named(master.pid, "condor_startd"))
+    startd_pid = wait_for_pid(lambda: procfs.child_named(master.pid, "condor_startd"))
     yield master.pid, startd_pid
     for pid in (startd_pid, master.pid):
         try:
@@ -212,7 +212,7 @@ def test_a_zombie_supervisor_is_not_live() -> None:
     child = subprocess.Popen(["/bin/true"])
     try:
         wait_for_pid(lambda: is_zombie(child.pid))
-        assert not health.alive(child.pid)
+        assert not procfs.alive(child.pid)
         assert not health.liveness(snapshot(supervisor_pid=child.pid), now=NOW).healthy
     finally:
         child.wait()
@@ -276,7 +276,7 @@ def test_a_zombie_condor_startd_does_not_count(tmp_path: Path) -> None:
     child = subprocess.Popen([str(startd)])  # our child: we are its "master" and do not reap it
     try:
         wait_for_pid(lambda: is_zombie(child.pid))
-        assert health.child_named(os.getpid(), "condor_startd") is None
+        assert procfs.child_named(os.getpid(), "condor_startd") is None
         assert not health.liveness(snapshot(master_pid=os.getpid()), now=NOW).healthy
     finally:
         child.wait()

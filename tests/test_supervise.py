@@ -26,7 +26,8 @@ import pytest
 
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Event, State
-from ospool_ep.supervise import KILL_MARGIN_SECONDS, Supervisor, descendants
+from ospool_ep.procfs import descendants
+from ospool_ep.supervise import KILL_MARGIN_SECONDS, Supervisor
 
 PROGRAMS = Path(__file__).parent / "programs"
 GRACE = 4

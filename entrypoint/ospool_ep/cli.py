@@ -98,10 +98,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from ospool_ep import health, state
+    from ospool_ep import procfs, state
 
     published = state.read(state.state_path(os.environ))
-    if published is None or not health.alive(published.supervisor_pid):
+    if published is None or not procfs.alive(published.supervisor_pid):
         print("ospool-ep drain: no pilot is running here", file=sys.stderr)
         return int(ExitCode.NOT_HEALTHY)
     signo = signal.SIGQUIT if args.fast else signal.SIGTERM

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from ospool_ep.procfs import alive, child_named
 from ospool_ep.state import PublishedState
 
 STALE_SECONDS = 60
@@ -21,31 +21,6 @@ READY_FRESH_SECONDS = 90
 class Verdict:
     healthy: bool
     message: str
-
-
-def alive(pid: int | None, *, proc: Path = Path("/proc")) -> bool:
-    if not pid:
-        return False
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"  # a zombie is not alive
-
-
-def child_named(parent: int, name: str, *, proc: Path = Path("/proc")) -> int | None:
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if comm == name and int(fields[1]) == parent and fields[0] != "Z":
-            return int(entry.name)
-    return None
 
 
 def liveness(  # noqa: PLR0911 - one return per probe, in the order they are checked

@@ -15,12 +15,12 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Action, Event, State, step, stop_was_requested
 from ospool_ep.logs import Level
+from ospool_ep.procfs import descendants
 
 WAITED_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
@@ -248,29 +248,6 @@ class Supervisor:
                 ExitCode.OK, "condor_master shut down (retired, idle or told by the pool)"
             )
         return Outcome(ExitCode.SOFTWARE, f"{how} unexpectedly")
-
-
-def descendants(root: int, *, proc: Path = Path("/proc")) -> list[int]:
-    """Every live process below ``root`` (starters, jobs), from /proc's parent links."""
-    parents: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may contain spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-    found: list[int] = []
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
 
 
 def _become_subreaper() -> None:
