@@ -122,6 +122,8 @@ def test_the_drain_drop_in_stops_new_jobs_and_bounds_retirement(
     assert knob(hooks.config_dir, "MAXJOBRETIREMENTTIME") == (
         f"ifThenElse(MY.JobStart =?= undefined, 0, {NOW + 20} - MY.JobStart)"
     )
+    # HTCondor's default vacate time (600 s) would make the startd evict at once.
+    assert knob(hooks.config_dir, "MachineMaxVacateTime") == str(render.DRAIN_VACATE_SECONDS)
 
 
 def test_a_renewed_token_is_installed_and_reconfigures(
@@ -208,3 +210,32 @@ def test_the_state_file_is_published_and_withdrawn(site: dict[str, str], tmp_pat
 
 def test_the_master_never_gets_the_token_or_webhook_urls() -> None:
     assert {"TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL"} <= set(run.CHILD_ENV_DROPPED)
+
+
+def test_a_slot_missing_from_the_collector_is_advertised_again_with_backoff(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """Started while the CM was down: nudges at 30, 90 and 210 s, then HTCondor's own updates."""
+    hooks, out = hooks_for(site, tmp_path)
+
+    class NotSeen:
+        ready = False
+        checked = 1.0
+
+    hooks.observer = NotSeen()  # type: ignore[assignment]
+    hooks.started_at = 1000.0
+    asked = [t for t in range(1000, 1400, 5) if hooks.advertise_again(float(t))]
+    assert asked == [1030, 1090, 1210]
+    assert out.getvalue().count("advertise again") == 3
+
+
+def test_a_visible_slot_is_not_nudged(site: dict[str, str], tmp_path: Path) -> None:
+    hooks, _ = hooks_for(site, tmp_path)
+
+    class Seen:
+        ready = True
+        checked = 1.0
+
+    hooks.observer = Seen()  # type: ignore[assignment]
+    hooks.started_at = 0.0
+    assert not any(hooks.advertise_again(float(t)) for t in range(0, 400, 5))

@@ -85,12 +85,19 @@ def retirement_until(deadline: int | float) -> str:
     return f"ifThenElse(MY.JobStart =?= undefined, 0, {int(deadline)} - MY.JobStart)"
 
 
+DRAIN_VACATE_SECONDS = 3
+"""Soft-kill to hard-kill time for jobs evicted at the drain deadline. It must fit
+in the safety margin: the startd starts evicting this long before retirement
+ends, and with HTCondor's default (600 s) it evicted at once."""
+
+
 def drain_config(*, deadline: float) -> str:
     """The drop-in written on SIGTERM: no new jobs, running ones retire by ``deadline``."""
     return (
         "# Written by the supervisor when asked to stop (SPEC 7.2).\n"
         "START = False\n"
         f"MAXJOBRETIREMENTTIME = {retirement_until(deadline)}\n"
+        f"MachineMaxVacateTime = {DRAIN_VACATE_SECONDS}\n"
     )
 
 

@@ -30,6 +30,11 @@ from ospool_ep.render import PilotPlan
 from ospool_ep.supervise import Supervisor, block_signals
 
 TOKEN_POLL_SECONDS = 10
+ADVERTISE_NUDGES = (30, 90, 210)
+"""Seconds after start at which a pilot whose slot is not in the collector asks its
+startd to advertise again (a reconfig forces an update). Without this, a pilot
+started while the central manager was down would wait for the startd's next
+regular update: UPDATE_INTERVAL, 300 s."""
 OBSERVE_SECONDS = 15
 STATE_SECONDS = 5
 CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
@@ -150,6 +155,8 @@ class PilotHooks:
     token_signature: tuple[object, ...] = ()
     next_token_poll: float = 0.0
     next_state: float = 0.0
+    started_at: float = 0.0
+    nudges_done: int = 0
     supervisor: Supervisor | None = None
     observer: Observer | None = None
     metrics: Any = None
@@ -215,12 +222,28 @@ class PilotHooks:
             self.next_state = now + STATE_SECONDS
             self.publish(state=state, master_pid=master_pid)
             self.update_metrics(state)
+        if state is State.RUNNING and self.advertise_again(now):
+            reconfigure = True
         return reconfigure
+
+    def advertise_again(self, now: float) -> bool:
+        """True when the slot is still not in the collector at the next nudge time."""
+        if self.nudges_done >= len(ADVERTISE_NUDGES):
+            return False
+        if now - self.started_at < ADVERTISE_NUDGES[self.nudges_done]:
+            return False
+        self.nudges_done += 1
+        observer = self.observer
+        if observer is None or observer.ready or observer.checked is None:
+            return False
+        self.event("info", "slot not in the collector yet: asking the startd to advertise again")
+        return True
 
     # -- life ---------------------------------------------------------------
 
     def started(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
+        self.started_at = time.monotonic()
         self.observer = Observer(uuid=self.plan.uuid, config_dir=self.config_dir)
         self.observer.start()
         port = self.plan.settings.metrics_port
