@@ -41,6 +41,11 @@ demo: dev image
 test: lint typecheck image
 	$(BIN)/pytest
 
+# dist/ospool-ep-<version>-<release>.noarch.rpm (installs rpm and rpmlint with apt-get if missing).
+.PHONY: rpm
+rpm:
+	rpm/build-rpm.sh
+
 bench: dev
 	$(BIN)/python benchmarks/check_latency.py
 

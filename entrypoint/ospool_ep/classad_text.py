@@ -13,6 +13,15 @@ import re
 
 import classad2
 
+# What a failed parse raises: PyPI's htcondor 25 has ClassAdException; Debian's
+# 23.9 (the image) raises SyntaxError and has no such class.
+PARSE_ERRORS: tuple[type[Exception], ...] = (
+    getattr(classad2, "ClassAdException", ValueError),
+    ValueError,
+    SyntaxError,
+    TypeError,
+)
+
 # Characters that could add, continue or alter a configuration line, or smuggle
 # in macro expansion. Tab is allowed nowhere either: values are single-line text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -46,7 +55,7 @@ def expression_error(text: str) -> str | None:
     for candidate in (text, f"({text})"):
         try:
             classad2.ExprTree(candidate)
-        except (classad2.ClassAdException, ValueError, TypeError):
+        except PARSE_ERRORS:
             return "is not a valid ClassAd expression"
     return None
 

@@ -115,6 +115,14 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    from ospool_ep import launch
+
+    return launch.launch(
+        config_path=args.config, engine=args.engine, print_only=args.print, stop=args.stop
+    )
+
+
 def htcondor_version() -> str:
     """Asked in a subprocess: importing the bindings exits the process on a bad config."""
     try:
@@ -167,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     drain = commands.add_parser("drain", help="ask the running pilot to stop taking jobs and exit")
     drain.add_argument("--fast", action="store_true", help="evict running jobs now")
     drain.set_defaults(handler=cmd_drain)
+
+    # The same options as the RPM's host-only entry point (launch.add_arguments;
+    # tests/test_launch_command.py keeps them equal), without importing it here.
+    launch = commands.add_parser(
+        "launch", help="host: start the pilot container from a config file"
+    )
+    launch.add_argument("--config", default="/etc/osg/ospool-ep.cfg", metavar="FILE")
+    launch.add_argument("--engine", choices=("docker", "podman"))
+    launch.add_argument("--print", action="store_true", help="print the command, do not run it")
+    launch.add_argument("--stop", action="store_true", help="drain and remove the container")
+    launch.set_defaults(handler=cmd_launch)
 
     version = commands.add_parser("version", help="print ospool-ep, HTCondor and Python versions")
     version.set_defaults(handler=cmd_version)

@@ -1,0 +1,96 @@
+"""Validation inside the image, with Debian's HTCondor bindings (23.9), not the host's PyPI 25.
+
+The two differ (23.9 raises SyntaxError where 25 raises ClassAdException), so
+the expression and attribute checks are run where the pilot really runs.
+Each case is `ospool-ep check` in a throwaway container with no network.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pool  # tests/pool.py (tests/ is not a package)
+from jwt_factory import token  # tests/jwt_factory.py
+
+_reason = pool.unavailable_reason()
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.skipif(_reason is not None, reason=f"container pool unavailable: {_reason}"),
+]
+
+
+def check_in_image(
+    env: dict[str, str], *, attributes: str | None, tmp_path: Path
+) -> tuple[int, str]:
+    now = int(time.time())
+    base = {
+        "GLIDEIN_Site": "Image Site",
+        "GLIDEIN_ResourceName": "Image Resource",
+        "TOKEN": token(iat=now, exp=now + 30 * 86400),
+        "MIN_DISK_GB": "0",
+    }
+    argv = ["podman", "run", "--rm", "--network", "none", "--user", "1000:1000"]
+    for name, value in {**base, **env}.items():
+        argv += ["-e", f"{name}={value}"]
+    if attributes is not None:
+        extra = tmp_path / "extra-attributes.cfg"
+        extra.write_text(attributes)
+        extra.chmod(0o644)
+        argv += ["-v", f"{extra}:/etc/osg/extra-attributes.cfg:ro"]
+    argv += [pool.IMAGE, "check"]
+    environ = {**os.environ, "CONTAINERS_CONF": str(pool.CONTAINERS_CONF)}
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, env=environ, check=False
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("start_extra", "attributes", "culprit"),
+    [
+        ("(RequestCpus >", None, "GLIDEIN_Start_Extra"),
+        ("1; b = 2", None, "GLIDEIN_Start_Extra"),
+        ('"yes"', None, "GLIDEIN_Start_Extra"),
+        ("foo(", None, "GLIDEIN_Start_Extra"),
+        ("True", "GOOD = 1\nBAD = (1 +\n", "extra-attributes.cfg:2"),
+        ("True", "X = 1; y = 2\n", "extra-attributes.cfg:1"),
+        ("True", "START = True\n", "extra-attributes.cfg:1"),
+    ],
+    ids=[
+        "unbalanced",
+        "trailing-garbage",
+        "string-constant",
+        "open-call",
+        "attr-unbalanced",
+        "attr-trailing",
+        "attr-knob",
+    ],
+)
+def test_bad_expressions_are_config_errors_in_the_image_too(
+    start_extra: str, attributes: str | None, culprit: str, tmp_path: Path
+) -> None:
+    """Exit 78 naming the culprit, no traceback: never 70 (which systemd would retry)."""
+    code, output = check_in_image(
+        {"GLIDEIN_Start_Extra": start_extra}, attributes=attributes, tmp_path=tmp_path
+    )
+    assert code == 78, output
+    assert any(line.startswith("FAIL") and culprit in line for line in output.splitlines()), output
+    assert "Traceback" not in output
+
+
+def test_a_good_configuration_passes_check_in_the_image(tmp_path: Path) -> None:
+    """With HTCondor's daemons present and a valid setup, every check passes: exit 0."""
+    code, output = check_in_image(
+        {"GLIDEIN_Start_Extra": 'TARGET.Owner =!= "mallory"'},
+        attributes='KUBERNETES_NAMESPACE = "osg"\n',
+        tmp_path=tmp_path,
+    )
+    assert code == 0, output
+    assert "parsed by HTCondor" in output
