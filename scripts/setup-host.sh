@@ -24,6 +24,7 @@
 #   uidmap        newuidmap/newgidmap (podman Recommends; rootless use)
 #   slirp4netns   podman Recommends; rootless networking
 #   debootstrap   builds the Debian trixie base image: no registry to pull from
+#   shellcheck    the tests lint the shell scripts we ship (sbatch, scale-down)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,7 +32,7 @@ repo="$(cd "$here/.." && pwd)"
 work="${OSPOOL_EP_WORK:-$repo/.work}"
 conf="$work/containers/containers.conf"
 
-packages=(podman runc conmon netavark aardvark-dns iptables uidmap slirp4netns debootstrap)
+packages=(podman runc conmon netavark aardvark-dns iptables uidmap slirp4netns debootstrap shellcheck)
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 

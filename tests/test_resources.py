@@ -18,6 +18,9 @@ and /sys/fs/cgroup in one deployment:
 * ``v2_slurm_job`` a Slurm batch step on a v2 host: the memory limit sits on
   the job's cgroup, two levels above the task's own.
 
+Kubernetes limits come from the environment the manifests set with the
+downward API (deploy/kubernetes/base/deployment.yaml).
+
 Trees are copied to tmp_path where a test breaks a file. Nothing is mocked.
 """
 
@@ -32,6 +35,8 @@ import pytest
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Finding, Findings, Kind, Status
 from ospool_ep.resources import (
+    KUBERNETES_CPU_VARIABLE,
+    KUBERNETES_MEMORY_VARIABLE,
     HostLimits,
     Offer,
     check_disk,
@@ -66,6 +71,8 @@ def limits(**overrides: object) -> HostLimits:
         "slurm_cpus": None,
         "slurm_memory_mb": None,
         "slurm_end_time": None,
+        "kubernetes_cpus": None,
+        "kubernetes_memory_mb": None,
         "sources": (),
     }
     base.update(overrides)
@@ -480,6 +487,81 @@ def test_no_slurm_environment_means_no_slurm_limits() -> None:
     assert (host.slurm_cpus, host.slurm_memory_mb, host.slurm_end_time) == (None, None, None)
 
 
+# --------------------------------------------------------------------------- Kubernetes
+
+
+def kubernetes(environ: dict[str, str], tree: str = "v2_unlimited") -> HostLimits:
+    return detect_limits(root=fixture(tree), environ=environ)
+
+
+def test_kubernetes_downward_api_limits_are_read_in_millicores_and_mib() -> None:
+    """limits.cpu with divisor 1m and limits.memory with divisor 1Mi, as the manifests set them."""
+    host = kubernetes({KUBERNETES_CPU_VARIABLE: "2500", KUBERNETES_MEMORY_VARIABLE: "4096"})
+    assert host.kubernetes_cpus == 2.5
+    assert host.kubernetes_memory_mb == 4096
+    assert mentions(host, KUBERNETES_CPU_VARIABLE, "2.5 CPUs")
+    assert mentions(host, KUBERNETES_MEMORY_VARIABLE, "4096 MB")
+
+
+def test_kubernetes_limits_size_a_container_whose_cgroup_shows_no_limit() -> None:
+    """A pod whose cgroup limits are not visible (v2_unlimited: ``max``) is still sized
+    to its Kubernetes limits: CPUs floored, memory less the overhead, named in the PASS."""
+    host = kubernetes({KUBERNETES_CPU_VARIABLE: "2500", KUBERNETES_MEMORY_VARIABLE: "4096"})
+    result, findings = offer(host, overhead_mb=100)
+    assert result == Offer(cpus=2, memory_mb=3996)
+    assert "Kubernetes CPU limit (2.5 CPUs)" in only(findings, "CPUs").message
+    assert "Kubernetes memory limit 4096 MB" in only(findings, "memory").message
+
+
+def test_kubernetes_limits_join_the_minimum_with_the_cgroup_limits() -> None:
+    """The smaller of the cgroup and the Kubernetes limits wins, either way round
+    (v2_limited: 2 CPUs of quota, a 4 GiB memory.max)."""
+    tighter = kubernetes(
+        {KUBERNETES_CPU_VARIABLE: "1000", KUBERNETES_MEMORY_VARIABLE: "2048"}, "v2_limited"
+    )
+    assert offer(tighter)[0] == Offer(cpus=1, memory_mb=1948)
+    looser = kubernetes(
+        {KUBERNETES_CPU_VARIABLE: "8000", KUBERNETES_MEMORY_VARIABLE: "65536"}, "v2_limited"
+    )
+    assert offer(looser)[0] == Offer(cpus=2, memory_mb=3996)
+
+
+def test_num_cpus_above_the_kubernetes_limit_names_the_manifest_fix() -> None:
+    """NUM_CPUS=8 in a pod limited to 4 CPUs: WARN, capped, fix names resources.limits.cpu."""
+    result, findings = offer(limits(kubernetes_cpus=4.0), num_cpus=8)
+    assert result.cpus == 4
+    warning = only(findings, "NUM_CPUS")
+    assert warning.status is Status.WARN
+    assert "Kubernetes CPU limit" in warning.message
+    assert "resources.limits.cpu" in (warning.fix or "")
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "why"),
+    [
+        ("2.5", "4Gi", "quantities instead of numbers: the divisor was forgotten"),
+        ("0", "0", "no limit is never 0 in the downward API"),
+        ("-1", " ", "negative, and blank"),
+    ],
+)
+def test_garbled_or_zero_kubernetes_values_are_unknown_and_noted(
+    cpu: str, memory: str, why: str
+) -> None:
+    """Anything but a positive integer is ignored (noted unless blank), never guessed at."""
+    host = kubernetes({KUBERNETES_CPU_VARIABLE: cpu, KUBERNETES_MEMORY_VARIABLE: memory})
+    assert (host.kubernetes_cpus, host.kubernetes_memory_mb) == (None, None), why
+    assert mentions(host, "Kubernetes", KUBERNETES_CPU_VARIABLE), why
+    if memory.strip():
+        assert mentions(host, "Kubernetes", KUBERNETES_MEMORY_VARIABLE), why
+
+
+def test_outside_kubernetes_there_are_no_kubernetes_limits() -> None:
+    """Without the variables both fields are None and nothing is noted."""
+    host = kubernetes({"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert (host.kubernetes_cpus, host.kubernetes_memory_mb) == (None, None)
+    assert not mentions(host, "Kubernetes")
+
+
 # --------------------------------------------------------------------------- the offer
 
 
@@ -492,6 +574,8 @@ def test_no_slurm_environment_means_no_slurm_limits() -> None:
         ({"cpu_quota": 8.0, "cpuset_cpus": 3}, 3, "cpuset"),
         ({"cpu_quota": 8.0, "cpuset_cpus": 6, "affinity_cpus": 5}, 5, "affinity"),
         ({"cpu_quota": 8.0, "cpuset_cpus": 6, "affinity_cpus": 5, "slurm_cpus": 4}, 4, "Slurm"),
+        ({"cpu_quota": 8.0, "kubernetes_cpus": 3.9}, 3, "Kubernetes"),
+        ({"kubernetes_cpus": 0.25}, 1, "Kubernetes"),
         ({"cpuset_cpus": 128, "host_cpus": 16}, 16, "host"),
     ],
 )
@@ -513,6 +597,7 @@ def test_the_cpu_limit_is_the_smallest_of_everything_detected(
         ({}, 262144, "host"),
         ({"memory_limit_mb": 4096}, 4096, "cgroup"),
         ({"memory_limit_mb": 4096, "slurm_memory_mb": 3000}, 3000, "Slurm"),
+        ({"memory_limit_mb": 4096, "kubernetes_memory_mb": 3500}, 3500, "Kubernetes"),
         ({"memory_limit_mb": 999999, "host_memory_mb": 2048}, 2048, "host"),
     ],
 )

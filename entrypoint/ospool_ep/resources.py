@@ -1,7 +1,8 @@
 """Resources: what CPUs, memory and disk this pilot may use, and what it will offer (SPEC 8).
 
-Detection reads cgroup v1/v2 files, the CPU affinity mask, ``/proc`` and the
-Slurm job environment into one frozen :class:`HostLimits`; it never raises on
+Detection reads cgroup v1/v2 files, the CPU affinity mask, ``/proc``, the
+Slurm job environment and the Kubernetes limits the manifests pass through the
+downward API into one frozen :class:`HostLimits`; it never raises on
 missing or odd files -- anything unreadable is *unknown* and said so in
 ``HostLimits.sources``. :func:`decide_offer` is pure: it turns the limits and the
 site's ``NUM_CPUS``/``MEMORY`` into an :class:`Offer`, capping (with a WARN) what
@@ -21,6 +22,14 @@ Kernel references (paths in the Linux source tree):
   ``hierarchical_memory_limit``.
 * ``Documentation/admin-guide/cgroup-v1/cpusets.rst`` -- ``cpuset.cpus`` list format.
 * ``Documentation/filesystems/proc.rst`` (3.5) -- ``/proc/<pid>/mountinfo``.
+
+Kubernetes: the container's ``limits.cpu`` and ``limits.memory`` reach the pilot
+as environment variables set with ``resourceFieldRef`` (Kubernetes docs, "Expose
+Pod Information to Containers Through Environment Variables"); see
+:data:`KUBERNETES_CPU_VARIABLE` and :data:`KUBERNETES_MEMORY_VARIABLE`. They
+usually repeat the cgroup limits, but are also right where the cgroup is not
+visible or not the container's own (VM-based runtimes, cgroup v1 without a
+cgroup namespace).
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ from pathlib import Path, PurePosixPath
 from ospool_ep.findings import Findings, Kind
 
 __all__ = [
+    "KUBERNETES_CPU_VARIABLE",
+    "KUBERNETES_MEMORY_VARIABLE",
     "HostLimits",
     "Offer",
     "check_disk",
@@ -61,6 +72,15 @@ _SLURM_CPUS_PER_NODE = re.compile(r"([0-9]+)(?:\(x[0-9]+\))?(?:,.*)?")
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
+KUBERNETES_CPU_VARIABLE = "K8S_CPU_LIMIT_MILLICORES"
+"""The container's ``limits.cpu`` in millicores: ``resourceFieldRef`` with ``divisor: 1m``.
+
+Without a CPU limit the downward API gives the node's allocatable CPUs, still
+an upper bound. deploy/kubernetes/base/deployment.yaml sets it."""
+KUBERNETES_MEMORY_VARIABLE = "K8S_MEMORY_LIMIT_MIB"
+"""The container's ``limits.memory`` in MiB: ``resourceFieldRef`` with ``divisor: 1Mi``
+(the kubelet rounds up to the divisor). Without a limit: the node's allocatable memory."""
+
 
 @dataclass(frozen=True)
 class HostLimits:
@@ -84,6 +104,10 @@ class HostLimits:
     """Memory of the Slurm allocation on this node."""
     slurm_end_time: int | None
     """The Slurm job's end time (Unix epoch seconds), when exported."""
+    kubernetes_cpus: float | None
+    """CPUs of the Kubernetes ``limits.cpu`` (:data:`KUBERNETES_CPU_VARIABLE`)."""
+    kubernetes_memory_mb: int | None
+    """The Kubernetes ``limits.memory`` (:data:`KUBERNETES_MEMORY_VARIABLE`)."""
     sources: tuple[str, ...]
     """What was detected, and what could not be read, in words."""
 
@@ -496,7 +520,7 @@ def _cpuset(h: _Hierarchy, notes: list[str]) -> int | None:
     return None
 
 
-# --------------------------------------------------------------------------- host, Slurm
+# ------------------------------------------------------------------ host, Slurm, Kubernetes
 
 
 def _host_cpus(*, root: Path, real: bool, notes: list[str]) -> int:
@@ -533,14 +557,16 @@ def _host_memory_mb(*, root: Path, notes: list[str]) -> int:
     return mib
 
 
-def _slurm_int(environ: Mapping[str, str], name: str, notes: list[str]) -> int | None:
+def _env_int(
+    environ: Mapping[str, str], name: str, notes: list[str], *, origin: str = "Slurm"
+) -> int | None:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return None
     try:
         return _parse_nonneg_int(raw)
     except ValueError:
-        notes.append(f"Slurm {name}={_snippet(raw)} is not a number; ignored")
+        notes.append(f"{origin} {name}={_snippet(raw)} is not a number; ignored")
         return None
 
 
@@ -548,7 +574,7 @@ def _slurm(
     environ: Mapping[str, str], notes: list[str]
 ) -> tuple[int | None, int | None, int | None]:
     """CPUs, memory (MiB) and end time of the Slurm allocation on this node (sbatch(1))."""
-    cpus = _slurm_int(environ, "SLURM_CPUS_ON_NODE", notes)
+    cpus = _env_int(environ, "SLURM_CPUS_ON_NODE", notes)
     if cpus is not None:
         notes.append(f"Slurm SLURM_CPUS_ON_NODE: {cpus} CPUs")
     else:
@@ -564,11 +590,11 @@ def _slurm(
         cpus = None
 
     # --mem and --mem-per-cpu are mutually exclusive; whichever was given is exported (MiB).
-    memory = _slurm_int(environ, "SLURM_MEM_PER_NODE", notes)
+    memory = _env_int(environ, "SLURM_MEM_PER_NODE", notes)
     if memory is not None:
         notes.append(f"Slurm SLURM_MEM_PER_NODE: {memory} MB")
     else:
-        per_cpu = _slurm_int(environ, "SLURM_MEM_PER_CPU", notes)
+        per_cpu = _env_int(environ, "SLURM_MEM_PER_CPU", notes)
         if per_cpu is not None and cpus is not None:
             memory = per_cpu * cpus
             notes.append(f"Slurm SLURM_MEM_PER_CPU: {per_cpu} MB x {cpus} CPUs = {memory} MB")
@@ -578,10 +604,31 @@ def _slurm(
         # --mem=0 asks for all of the node's memory: no limit of its own.
         memory = None
 
-    end = _slurm_int(environ, "SLURM_JOB_END_TIME", notes)
+    end = _env_int(environ, "SLURM_JOB_END_TIME", notes)
     if end is not None:
         notes.append(f"Slurm SLURM_JOB_END_TIME: {end}")
     return cpus, memory, end
+
+
+def _kubernetes(environ: Mapping[str, str], notes: list[str]) -> tuple[float | None, int | None]:
+    """CPUs and memory (MiB) of the container's Kubernetes limits, from the downward API."""
+    millicores = _env_int(environ, KUBERNETES_CPU_VARIABLE, notes, origin="Kubernetes")
+    memory = _env_int(environ, KUBERNETES_MEMORY_VARIABLE, notes, origin="Kubernetes")
+    cpus = None
+    for name, value in (
+        (KUBERNETES_CPU_VARIABLE, millicores),
+        (KUBERNETES_MEMORY_VARIABLE, memory),
+    ):
+        if value == 0:
+            # The downward API never reports 0 (no limit gives the node's
+            # allocatable): a hand-set 0 is a mistake, not a limit.
+            notes.append(f"Kubernetes {name}=0 is no limit; ignored")
+    if millicores:
+        cpus = millicores / 1000
+        notes.append(f"Kubernetes {KUBERNETES_CPU_VARIABLE}={millicores}: {_cpus(cpus)}")
+    if memory:
+        notes.append(f"Kubernetes {KUBERNETES_MEMORY_VARIABLE}: {memory} MB")
+    return cpus, memory or None
 
 
 # --------------------------------------------------------------------------- detection
@@ -620,6 +667,7 @@ def detect_limits(
     host_cpus = _host_cpus(root=root, real=real, notes=notes)
     host_memory = _host_memory_mb(root=root, notes=notes)
     slurm_cpus, slurm_memory, slurm_end = _slurm(environ, notes)
+    kubernetes_cpus, kubernetes_memory = _kubernetes(environ, notes)
 
     return HostLimits(
         cpu_quota=cpu_quota,
@@ -631,6 +679,8 @@ def detect_limits(
         slurm_cpus=slurm_cpus,
         slurm_memory_mb=slurm_memory,
         slurm_end_time=slurm_end,
+        kubernetes_cpus=kubernetes_cpus,
+        kubernetes_memory_mb=kubernetes_memory,
         sources=tuple(notes),
     )
 
@@ -674,6 +724,15 @@ def _cpu_bounds(limits: HostLimits) -> list[_Bound]:
                 "start the container with more CPUs in its affinity (taskset, --cpuset-cpus)",
             )
         )
+    if limits.kubernetes_cpus is not None:
+        # Like the CFS quota it usually mirrors: whole CPUs, at least one.
+        bounds.append(
+            _Bound(
+                max(1, math.floor(limits.kubernetes_cpus)),
+                f"the Kubernetes CPU limit ({_cpus(limits.kubernetes_cpus)})",
+                "raise the container's resources.limits.cpu",
+            )
+        )
     if limits.slurm_cpus is not None:
         bounds.append(
             _Bound(
@@ -694,6 +753,14 @@ def _memory_bounds(limits: HostLimits) -> list[_Bound]:
                 limits.memory_limit_mb,
                 "the cgroup memory limit",
                 "raise the container's memory limit (--memory, Kubernetes limits.memory)",
+            )
+        )
+    if limits.kubernetes_memory_mb is not None:
+        bounds.append(
+            _Bound(
+                limits.kubernetes_memory_mb,
+                "the Kubernetes memory limit",
+                "raise the container's resources.limits.memory",
             )
         )
     if limits.slurm_memory_mb is not None:
