@@ -47,6 +47,22 @@ RUN pip install --no-index --no-build-isolation --no-deps --break-system-package
  && rm -rf /staging/root
 
 # ---------------------------------------------------------------------------
+# cvmfsexec (SPEC 9.4): only with --build-arg CVMFSEXEC_VERSION=<tag>|latest.
+# Its makedist downloads the CVMFS client from CERN and OSG, which needs a
+# network beyond the Debian mirror: the default build leaves it out, and a
+# pilot asked for cvmfsexec then exits 69 saying the image has none.
+FROM runtime AS cvmfsexec
+LABEL org.ospool-ep.stage=build
+ARG CVMFSEXEC_VERSION=
+COPY cvmfsexec/build-dist.sh /usr/local/sbin/build-cvmfsexec-dist
+RUN mkdir -p /staging \
+ && if [ -n "$CVMFSEXEC_VERSION" ]; then \
+        apt-get update \
+     && apt-get install -y --no-install-recommends git curl rpm2cpio cpio \
+     && build-cvmfsexec-dist "$CVMFSEXEC_VERSION" /staging/usr/lib/ospool-ep/cvmfsexec; \
+    fi
+
+# ---------------------------------------------------------------------------
 FROM runtime
 
 # scripts/build-image.sh passes the package version and the git remote.
@@ -59,6 +75,17 @@ LABEL org.opencontainers.image.title="ospool-ep" \
       org.opencontainers.image.version="${VERSION}"
 
 COPY --from=build /staging/ /
+COPY --from=cvmfsexec /staging/ /
+
+# cvmfsexec's cvmfs2 (EL9 build) needs the FUSE 3 library; /cvmfs-cache and
+# /cvmfs-logs are its optional cache and log mounts (SPEC 4.2).
+ARG CVMFSEXEC_VERSION=
+RUN if [ -n "$CVMFSEXEC_VERSION" ]; then \
+        apt-get update \
+     && apt-get install -y --no-install-recommends fuse3 \
+     && apt-get clean && rm -rf /var/lib/apt/lists/* \
+     && mkdir -p /cvmfs-cache /cvmfs-logs /cvmfs && chmod 1777 /cvmfs-cache /cvmfs-logs; \
+    fi
 
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
 # HTCondor directory (LOCAL_DIR, logs, execute) and must be writable by it.

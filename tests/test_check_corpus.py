@@ -338,6 +338,9 @@ CORPUS = [
     case("CVMFS_QUOTA_LIMIT-zero", "CVMFS_QUOTA_LIMIT", env(CVMFS_QUOTA_LIMIT="0")),
     case("CVMFS_QUOTA_LIMIT-word", "CVMFS_QUOTA_LIMIT", env(CVMFS_QUOTA_LIMIT="lots")),
     case("CVMFSEXEC_DEBUG-not-boolean", "CVMFSEXEC_DEBUG", env(CVMFSEXEC_DEBUG="verbose")),
+    case("CVMFS_MODE-unknown", "CVMFS_MODE", env(CVMFS_MODE="host")),
+    case("CVMFS_CHECK_SECONDS-zero", "CVMFS_CHECK_SECONDS", env(CVMFS_CHECK_SECONDS="0")),
+    case("CVMFS_CHECK_SECONDS-word", "CVMFS_CHECK_SECONDS", env(CVMFS_CHECK_SECONDS="often")),
     case(
         "GLIDEIN_RANDOMIZE_NAME-not-boolean",
         "GLIDEIN_RANDOMIZE_NAME",

@@ -359,6 +359,8 @@ SAMPLES: dict[str, list[str]] = {
     ],
     "CVMFS_HTTP_PROXY": ["http://s:3128;DIRECT", "auto;DIRECT", "http://u:p@s:1", "a b", "x'y"],
     "CVMFS_QUOTA_LIMIT": ["-1", "4000", "0", "-2", "x"],
+    "CVMFS_MODE": ["auto", "Bind", " cvmfsexec", "none", "host", ""],
+    "CVMFS_CHECK_SECONDS": ["240", "1", "86400", "0", "86401", "5m"],
     "SINGULARITY_BIND_EXTRA": [
         "/a",
         "/a:/b",

@@ -290,3 +290,24 @@ def test_the_rendered_tree_matches_the_golden_files(tmp_path: Path) -> None:
         if path.is_file()
     }
     assert files == golden
+
+
+@pytest.mark.parametrize(
+    ("idle_minutes", "expected"),
+    [(0, None), (1, 30), (2, 60), (9, 270), (10, None), (30, None)],
+)
+def test_a_short_idle_timeout_gets_updates_often_enough_to_act_on_it(
+    idle_minutes: int, expected: int | None
+) -> None:
+    """The startd checks STARTD_NOCLAIM_SHUTDOWN when it updates the collector (300 s by
+    default): short timeouts get half their length, long ones keep HTCondor's default."""
+    assert render.update_interval(idle_minutes * 60) == expected
+
+
+def test_the_update_interval_is_rendered_only_when_needed(tmp_path: Path) -> None:
+    short = make_plan(Settings(site="S", resource_name="R", accept_idle_minutes=1))
+    tree, _ = rendered(short, tmp_path / "short")
+    assert read_knobs(tree, "UPDATE_INTERVAL")["UPDATE_INTERVAL"] == "30"
+    default = make_plan(Settings(site="S", resource_name="R"))
+    tree, _ = rendered(default, tmp_path / "default")
+    assert read_knobs(tree, "UPDATE_INTERVAL")["UPDATE_INTERVAL"] == "300"

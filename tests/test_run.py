@@ -122,8 +122,9 @@ def test_the_drain_drop_in_stops_new_jobs_and_bounds_retirement(
     assert knob(hooks.config_dir, "MAXJOBRETIREMENTTIME") == (
         f"ifThenElse(MY.JobStart =?= undefined, 0, {NOW + 20} - MY.JobStart)"
     )
-    # HTCondor's default vacate time (600 s) would make the startd evict at once.
-    assert knob(hooks.config_dir, "MachineMaxVacateTime") == str(render.DRAIN_VACATE_SECONDS)
+    # Set from the start (the startd fixes a job's vacate time when it starts):
+    # HTCondor's default, 600 s, would make the startd evict at once.
+    assert knob(hooks.config_dir, "MachineMaxVacateTime") == str(render.VACATE_SECONDS)
 
 
 def test_a_renewed_token_is_installed_and_reconfigures(

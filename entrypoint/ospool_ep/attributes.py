@@ -110,6 +110,7 @@ STARTD_PUBLISHED: frozenset[str] = _words(
     VMOfflineReason VMOfflineTime WindowsBuildNumber WindowsMajorVersion WindowsMinorVersion
     GLIDEIN_Site GLIDEIN_ResourceName GLIDEIN_ToRetire GLIDEIN_ToDie
     ACCEPT_JOBS_FOR_HOURS ACCEPT_IDLE_MINUTES IsOsgVoContainer OSG_NODE_VALIDATED Is_ITB_Site
+    HAS_SINGULARITY OSG_SINGULARITY_VERSION
     """
 )
 

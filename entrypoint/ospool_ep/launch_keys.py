@@ -61,6 +61,7 @@ class Key:
 
 P, S, H, R = Role.PILOT, Role.PILOT_SECRET, Role.HOST, Role.REFUSED
 HOURS = lv.int_in(1, lv.TEN_YEARS_H, "hours")
+CVMFS_MODES = lv.one_of("auto", "bind", "cvmfsexec", "none")
 
 KEYS: tuple[Key, ...] = (
     # -- upstream's RPM keys, read by the launcher --------------------------
@@ -117,6 +118,8 @@ KEYS: tuple[Key, ...] = (
     Key("CVMFS_HTTP_PROXY", S, "cvmfs proxies", lv.cvmfs_proxy, shell_chars_ok=True),
     Key("CVMFS_QUOTA_LIMIT", P, "cvmfs cache MB", lv.cvmfs_quota),
     Key("CVMFSEXEC_DEBUG", P, "cvmfs debug log", lv.parse_pilot_bool),
+    Key("CVMFS_MODE", P, "auto, bind, cvmfsexec or none", lambda v: CVMFS_MODES(v.strip().lower())),
+    Key("CVMFS_CHECK_SECONDS", P, "repo re-check period", lv.int_in(1, 24 * 3600, "seconds")),
     Key("GLIDEIN_RANDOMIZE_NAME", P, "random name suffix", lv.parse_pilot_bool),
     Key("SINGULARITY_DISABLE_PID_NAMESPACES", P, "apptainer --pid off", lv.parse_pilot_bool),
     Key("SINGULARITY_BIND_EXTRA", P, "extra binds for jobs", lv.bind_list),

@@ -12,12 +12,13 @@ import pwd
 import random
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ospool_ep import attributes, policy, resources
+from ospool_ep import apptainer, attributes, cvmfs, cvmfsexec, gpus, policy, resources
 from ospool_ep import tokens as tokens_mod
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.pools import resolve_pool
@@ -39,6 +40,11 @@ class Host:
     root: Path = Path("/")
     """Where /sys and /proc are read from (a fixture tree in tests)."""
     extra_path: tuple[str, ...] = field(default=())
+    cvmfs_root: Path = Path("/cvmfs")
+    cvmfsexec_distribution: Path = cvmfsexec.DISTRIBUTION
+    fuse_device: Path = Path("/dev/fuse")
+    opencl_vendors: Path = gpus.OPENCL_VENDORS
+    gpu_discovery: Path = gpus.DISCOVERY
 
     @classmethod
     def current(cls) -> Host:
@@ -131,6 +137,8 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
             f"then {settings.retirement_hours} h for running jobs",
         )
 
+    facilities = plan_facilities(host, settings, findings)
+
     if findings.exit_code() == 78 or not found_tokens:
         return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens))
 
@@ -163,5 +171,72 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         token_dir=local_dir / "tokens.d",
         user=host.user,
         extra_attributes=tuple(extra),
+        cvmfs=facilities.cvmfs,
+        node_validated=facilities.cvmfs.node_validated,
+        gpus=facilities.gpus,
+        apptainer=facilities.apptainer,
     )
     return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens), plan=plan)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Facilities:
+    cvmfs: cvmfs.CvmfsPlan
+    gpus: gpus.GpuReport
+    apptainer: apptainer.ApptainerTest
+
+
+def plan_facilities(host: Host, settings: Settings, findings: Findings) -> Facilities:
+    """CVMFS, GPUs and Apptainer (SPEC 8, 9): what the host offers jobs beyond CPUs and memory."""
+    cvmfs_plan = cvmfs.plan_cvmfs(
+        settings,
+        root=host.cvmfs_root,
+        distribution=host.cvmfsexec_distribution,
+        fuse_device=host.fuse_device,
+        python=sys.executable,
+        findings=findings,
+    )
+    gpu_report = gpus.detect(
+        tool=host.gpu_discovery,
+        extra=host.environ.get("_CONDOR_GPU_DISCOVERY_EXTRA"),
+        opencl=host.opencl_vendors,
+    )
+    gpus.report(gpu_report, findings)
+    if cvmfs_plan.mode == "cvmfsexec":
+        # Only visible inside cvmfsexec's namespace: tested there at start (run).
+        tested = apptainer.ApptainerTest(detail="tested inside cvmfsexec at start")
+        findings.passed("Apptainer", "tested inside cvmfsexec when the pilot starts")
+    else:
+        tested = test_apptainer(host, settings, cvmfs_plan)
+        report_apptainer(tested, findings)
+    return Facilities(cvmfs=cvmfs_plan, gpus=gpu_report, apptainer=tested)
+
+
+def apptainer_candidates(host: Host, cvmfs_plan: cvmfs.CvmfsPlan) -> list[str]:
+    """The image's apptainer, then CVMFS's when the oasis repo is healthy (never touch a
+    path in a repo that may hang)."""
+    healthy = cvmfs_plan.healthy_repos()
+    usable_cvmfs = cvmfs_plan.mode == "cvmfsexec" or healthy.get("oasis.opensciencegrid.org")
+    return apptainer.candidates(
+        cvmfs_root=str(host.cvmfs_root) if usable_cvmfs else None,
+        search_path=host.environ.get("PATH", os.defpath),
+    )
+
+
+def test_apptainer(
+    host: Host, settings: Settings, cvmfs_plan: cvmfs.CvmfsPlan
+) -> apptainer.ApptainerTest:
+    return apptainer.find_working(
+        apptainer_candidates(host, cvmfs_plan),
+        pid_namespace=not settings.singularity_disable_pid_namespaces,
+    )
+
+
+def report_apptainer(tested: apptainer.ApptainerTest, findings: Findings) -> None:
+    if tested.works:
+        findings.passed("Apptainer", f"{tested.detail} ({tested.version}): HAS_SINGULARITY")
+    else:
+        findings.passed(
+            "Apptainer",
+            f"none works ({tested.detail}): HAS_SINGULARITY = False, container jobs will not match",
+        )

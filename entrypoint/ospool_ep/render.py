@@ -22,9 +22,13 @@ from typing import Any
 import jinja2
 
 from ospool_ep import __version__
+from ospool_ep.apptainer import ApptainerTest
 from ospool_ep.attributes import ExtraAttribute
 from ospool_ep.classad_text import config_unsafe_reason, string_literal
+from ospool_ep.cvmfs import CvmfsPlan
+from ospool_ep.cvmfs_probe import has_attribute, nioerr_attribute, revision_attribute
 from ospool_ep.findings import Findings, Kind
+from ospool_ep.gpus import GpuReport
 from ospool_ep.policy import Lifetime
 from ospool_ep.pools import PoolEndpoints
 from ospool_ep.resources import Offer
@@ -49,6 +53,10 @@ BASE_PUBLISHED = (
 )
 
 
+NO_GPUS = GpuReport()
+APPTAINER_NOT_TESTED = ApptainerTest(detail="not tested")
+
+
 @dataclass(frozen=True, kw_only=True)
 class PilotPlan:
     """Everything decided before rendering: the configuration is a function of this."""
@@ -65,6 +73,10 @@ class PilotPlan:
     user: str
     extra_attributes: tuple[ExtraAttribute, ...] = ()
     node_validated: bool = True
+    cvmfs: CvmfsPlan | None = None
+    """None: CVMFS not planned (unit tests of other stages); run and check always plan it."""
+    gpus: GpuReport = NO_GPUS
+    apptainer: ApptainerTest = APPTAINER_NOT_TESTED
 
 
 def _checked(value: object) -> str:
@@ -85,10 +97,25 @@ def retirement_until(deadline: int | float) -> str:
     return f"ifThenElse(MY.JobStart =?= undefined, 0, {int(deadline)} - MY.JobStart)"
 
 
-DRAIN_VACATE_SECONDS = 3
-"""Soft-kill to hard-kill time for jobs evicted at the drain deadline. It must fit
-in the safety margin: the startd starts evicting this long before retirement
-ends, and with HTCondor's default (600 s) it evicted at once."""
+VACATE_SECONDS = 3
+"""MachineMaxVacateTime: soft kill to hard kill when a job is evicted. It must fit
+in the drain's safety margin: the startd starts evicting this long before
+retirement ends, and with HTCondor's default (600 s) a SIGTERM evicted jobs at
+once. The startd fixes a job's vacate time when the job starts, so it is set
+from the start, not in the drain drop-in."""
+
+IDLE_UPDATE_MAX_SECONDS = 300
+"""HTCondor's default UPDATE_INTERVAL. The startd acts on STARTD_NOCLAIM_SHUTDOWN
+only when it updates the collector, so a short ACCEPT_IDLE_MINUTES gets more
+frequent updates (half the idle time, at least 30 s); the default (30 min)
+keeps HTCondor's own interval and the pool's load."""
+
+
+def update_interval(idle_seconds: int) -> int | None:
+    """UPDATE_INTERVAL to render, or None for HTCondor's default."""
+    if not idle_seconds or idle_seconds // 2 >= IDLE_UPDATE_MAX_SECONDS:
+        return None
+    return max(30, idle_seconds // 2)
 
 
 def drain_config(*, deadline: float) -> str:
@@ -97,7 +124,6 @@ def drain_config(*, deadline: float) -> str:
         "# Written by the supervisor when asked to stop (SPEC 7.2).\n"
         "START = False\n"
         f"MAXJOBRETIREMENTTIME = {retirement_until(deadline)}\n"
-        f"MachineMaxVacateTime = {DRAIN_VACATE_SECONDS}\n"
     )
 
 
@@ -117,6 +143,9 @@ def _environment() -> jinja2.Environment:
     env.filters["ad_string"] = string_literal
     env.filters["isotime"] = _isotime
     env.globals["retirement_until"] = retirement_until
+    env.globals["has_cvmfs"] = has_attribute
+    env.globals["cvmfs_revision"] = revision_attribute
+    env.globals["cvmfs_nioerr"] = nioerr_attribute
     return env
 
 
@@ -157,10 +186,15 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
         "extra_attributes": plan.extra_attributes,
         "node_validated": plan.node_validated,
         "idle_seconds": plan.settings.accept_idle_minutes * 60,
+        "update_interval": update_interval(plan.settings.accept_idle_minutes * 60),
+        "vacate_seconds": VACATE_SECONDS,
         "published": published,
         "job_environment": job_environment(plan.settings),
         "version": __version__,
         "config_dir": config_dir,
+        "cvmfs": plan.cvmfs,
+        "gpus": plan.gpus,
+        "apptainer": plan.apptainer,
     }
     files: dict[str, str] = {}
     for template_name in sorted(env.list_templates(filter_func=lambda n: n.endswith(".j2"))):

@@ -17,15 +17,23 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ospool_ep import __version__, notify, pilotdir, render
+from ospool_ep import __version__, apptainer, cvmfs, cvmfsexec, notify, pilotdir, render
 from ospool_ep import state as published
 from ospool_ep import tokens as tokens_mod
 from ospool_ep.attributes import load_extra_attributes_file
+from ospool_ep.cvmfs_probe import RepoHealth, has_attribute
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Findings, Status
 from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter, Level, LogTailer
-from ospool_ep.plan import Host, build_plan, check_htcondor_installed, find_daemon
+from ospool_ep.plan import (
+    Host,
+    apptainer_candidates,
+    build_plan,
+    check_htcondor_installed,
+    find_daemon,
+    report_apptainer,
+)
 from ospool_ep.render import PilotPlan
 from ospool_ep.supervise import Supervisor, block_signals
 
@@ -88,6 +96,15 @@ def _run_in(
     for name in HTCONDOR_DIRS:
         (local_dir / name).mkdir(mode=0o755)
     config_dir = local_dir / "config"
+    environment = {k: v for k, v in host.environ.items() if k not in CHILD_ENV_DROPPED}
+    launcher = None
+    if plan.cvmfs is not None and plan.cvmfs.mode == "cvmfsexec":
+        started = _start_cvmfsexec(
+            local_dir, plan, plan.cvmfs, host=host, environment=environment, emitter=emitter
+        )
+        if started is None:
+            return int(ExitCode.UNAVAILABLE)
+        plan, launcher = started
     findings = Findings()
     if not render.write_and_verify(
         plan, output=config_dir, findings=findings, environ=host.environ
@@ -108,24 +125,37 @@ def _run_in(
     master = find_daemon("condor_master")
     if master is None:  # check_htcondor_installed passed, so this is a bug
         raise RuntimeError("condor_master vanished after the check")
-    environment = {k: v for k, v in host.environ.items() if k not in CHILD_ENV_DROPPED}
     environment["CONDOR_CONFIG"] = str(config_dir / render.ROOT_FILE)
+    command = [master, "-f"]
+    finder = None
+    if launcher is not None:
+        command = cvmfsexec.command(launcher.directory, plan.settings.cvmfsexec_repos, command)
+        finder = cvmfsexec.MasterFinder()
 
     hooks = PilotHooks(plan=plan, tokens=tokens, host=host, config_dir=config_dir, emitter=emitter)
     tailer = LogTailer(log_dir=local_dir / "log", emitter=emitter)
     supervisor = Supervisor(
-        command=[master, "-f"],
+        command=command,
         environment=environment,
         grace_seconds=plan.settings.shutdown_grace_seconds,
         drain_seconds=plan.settings.drain_seconds,
         hooks=hooks,
         pump_logs=tailer.pump,
+        resolve_master=finder,
     )
     hooks.started(supervisor)
     hooks.notify("start", "pilot started")
     result = supervisor.run()
     tailer.close()
     reason = result.reason
+    if launcher and finder and not finder.ever_found and result.code is ExitCode.SOFTWARE:
+        # cvmfsexec ended before it ever started the master: its mounts failed.
+        for line in cvmfsexec.log_lines(launcher.log_dir):
+            emitter.event("error", line, source="cvmfsexec")
+        result = dataclasses.replace(
+            result, code=ExitCode.UNAVAILABLE, reason=f"cvmfsexec failed: {reason}"
+        )
+        reason = result.reason
     if result.code is ExitCode.OK and "retired, idle" in reason:
         reason = (
             "retired" if time.time() >= plan.lifetime.to_retire else "idle or shut down by the pool"
@@ -135,6 +165,52 @@ def _run_in(
     hooks.notify("stop", reason, wait=True)
     hooks.finished(reason=reason)
     return int(result.code)
+
+
+def _start_cvmfsexec(
+    local_dir: Path,
+    plan: PilotPlan,
+    cvmfs_plan: cvmfs.CvmfsPlan,
+    *,
+    host: Host,
+    environment: dict[str, str],
+    emitter: Emitter,
+) -> tuple[PilotPlan, cvmfsexec.Prepared] | None:
+    """SPEC 9.4: copy cvmfsexec into the pilot's directory, mount the repos once and check
+    them (and Apptainer) from inside; None, after saying why, when that fails (exit 69)."""
+    settings = plan.settings
+    prepared = cvmfsexec.prepare(
+        settings, distribution=host.cvmfsexec_distribution, pilot_dir=local_dir
+    )
+    probe = cvmfs_plan.startup_command(
+        apptainer=apptainer_candidates(host, cvmfs_plan),
+        pid_namespace=not settings.singularity_disable_pid_namespaces,
+    )
+    emitter.event("info", "cvmfsexec: mounting and checking", repos=" ".join(cvmfs_plan.repos))
+    checked = cvmfsexec.preflight(
+        prepared, repos=settings.cvmfsexec_repos, probe=probe, environ=environment
+    )
+    if checked.document is None:
+        for line in checked.output:
+            emitter.event("error", line, source="cvmfsexec")
+        emitter.event(
+            "error",
+            f"CVMFS: {checked.problem}",
+            fix="see cvmfsexec's lines above; set CVMFSEXEC_DEBUG=true for more",
+        )
+        emitter.event("error", f"not starting (exit {int(ExitCode.UNAVAILABLE)})")
+        return None
+    health = tuple(RepoHealth.from_dict(item) for item in checked.document.get("repos", []))
+    tested = apptainer.ApptainerTest.from_dict(checked.document.get("apptainer", {}))
+    findings = Findings()
+    cvmfs.report_health(health, findings)
+    report_apptainer(tested, findings)
+    report_findings(findings, emitter)
+    cvmfs_plan = dataclasses.replace(cvmfs_plan, health=health)
+    plan = dataclasses.replace(
+        plan, cvmfs=cvmfs_plan, node_validated=cvmfs_plan.node_validated, apptainer=tested
+    )
+    return plan, prepared
 
 
 def _log_format(host: Host) -> Any:
@@ -244,7 +320,13 @@ class PilotHooks:
     def started(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
         self.started_at = time.monotonic()
-        self.observer = Observer(uuid=self.plan.uuid, config_dir=self.config_dir)
+        self.observer = Observer(
+            uuid=self.plan.uuid,
+            config_dir=self.config_dir,
+            attributes=tuple(has_attribute(r) for r in self.plan.cvmfs.repos)
+            if self.plan.cvmfs
+            else (),
+        )
         self.observer.start()
         port = self.plan.settings.metrics_port
         if port:
@@ -274,15 +356,26 @@ class PilotHooks:
                 slots_claimed=sum(1 for ad in slots if ad.get("State") == "Claimed"),
                 cpus=self.plan.offer.cpus,
                 memory_mb=self.plan.offer.memory_mb,
-                gpus=0,
+                gpus=len(self.plan.gpus.ids),
                 jobs_started=observer.jobs_started if observer else 0,
                 seconds_to_retire=max(0.0, self.plan.lifetime.to_retire - now),
                 seconds_to_die=max(0.0, self.plan.lifetime.to_die - now),
                 token_seconds_to_expiry=None if expiry is None else max(0.0, expiry - now),
-                cvmfs_repos={},
+                cvmfs_repos=self.cvmfs_health(slots),
                 ready=bool(observer and observer.ready),
             )
         )
+
+    def cvmfs_health(self, slots: list[dict[str, Any]]) -> dict[str, bool]:
+        """Repo health as the startd last published it (the cron job's), else as at start."""
+        found = self.plan.cvmfs.healthy_repos() if self.plan.cvmfs else {}
+        pslot = next((ad for ad in slots if ad.get("PartitionableSlot") is True), None)
+        if pslot is not None:
+            for repo in found:
+                value = pslot.get(has_attribute(repo))
+                if isinstance(value, bool):
+                    found[repo] = value
+        return found
 
     def notify(self, event: Any, reason: str, *, wait: bool = False) -> None:
         settings = self.plan.settings
@@ -347,10 +440,12 @@ class Observer(threading.Thread):
     must keep answering signals.
     """
 
-    def __init__(self, *, uuid: str, config_dir: Path) -> None:
+    def __init__(self, *, uuid: str, config_dir: Path, attributes: tuple[str, ...] = ()) -> None:
         super().__init__(name="ospool-ep-observer", daemon=True)
         self.uuid = uuid
         self.config_dir = config_dir
+        self.attributes = attributes
+        """Asked for besides the slot basics (HAS_CVMFS_*, for the metrics)."""
         self.ready = False
         self.checked: float | None = None
         self.slots: list[dict[str, Any]] = []
@@ -374,7 +469,16 @@ class Observer(threading.Thread):
                 ads = htcondor2.Collector().query(
                     htcondor2.AdType.Startd,
                     constraint=f'OSPOOL_EP_PILOT_UUID == "{self.uuid}"',
-                    projection=["Name", "State", "Activity", "Cpus", "Memory", "JobStart"],
+                    projection=[
+                        "Name",
+                        "State",
+                        "Activity",
+                        "Cpus",
+                        "Memory",
+                        "JobStart",
+                        "PartitionableSlot",
+                        *self.attributes,
+                    ],
                 )
                 self.slots = [dict(ad) for ad in ads]
                 self.ready = bool(ads)

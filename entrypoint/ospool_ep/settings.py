@@ -47,6 +47,10 @@ class Settings:
     cvmfs_http_proxy: str | None = None
     cvmfs_quota_limit_mb: int | None = None
     cvmfsexec_debug: bool = False
+    cvmfs_mode: Literal["auto", "bind", "cvmfsexec", "none"] = "auto"
+    """How CVMFS is provided (SPEC 9.1): auto picks bind, then cvmfsexec, then none."""
+    cvmfs_check_seconds: int = 240
+    """Period of the startd cron job that re-checks the repos (SPEC 9.3; upstream: 4m)."""
     token_text: str | None = field(default=None, repr=False)
     randomize_name: bool = False
     singularity_disable_pid_namespaces: bool = False
@@ -96,6 +100,15 @@ def _log_format(raw: str) -> str:
     return value
 
 
+def _cvmfs_mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("auto", "bind", "cvmfsexec", "none"):
+        raise ev.Invalid(
+            f"{ev.shown(raw)} is not a CVMFS mode", "use auto, bind, cvmfsexec or none"
+        )
+    return value
+
+
 def _optional_url(url: str | None) -> str:
     return ev.redact_url(url) if url else ""
 
@@ -139,6 +152,13 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("CVMFS_QUOTA_LIMIT", "cvmfs_quota_limit_mb", ev.parse_cvmfs_quota, "cache MB"),
     Variable("CVMFSEXEC_DEBUG", "cvmfsexec_debug", ev.parse_bool, "cvmfs debug log"),
+    Variable("CVMFS_MODE", "cvmfs_mode", _cvmfs_mode, "auto, bind, cvmfsexec or none"),
+    Variable(
+        "CVMFS_CHECK_SECONDS",
+        "cvmfs_check_seconds",
+        _in(1, 24 * 3600, "seconds"),
+        "repo re-check period",
+    ),
     Variable("TOKEN", "token_text", str.strip, "token text", secret=True),
     Variable("GLIDEIN_RANDOMIZE_NAME", "randomize_name", ev.parse_bool, "random name suffix"),
     Variable(
@@ -332,7 +352,8 @@ def _check_combinations(
         )
         if values.get(key)
     ]
-    if cvmfs_tuned and not values.get("cvmfsexec_repos"):
+    cvmfsexec_asked = values.get("cvmfsexec_repos") or values.get("cvmfs_mode") == "cvmfsexec"
+    if cvmfs_tuned and not cvmfsexec_asked:
         findings.warn(
             cvmfs_tuned[0],
             "cvmfs settings are given but CVMFSEXEC_REPOS is empty, so cvmfsexec is not used",

@@ -86,6 +86,10 @@ class Supervisor:
     history: list[Event] = field(default_factory=list)
     drain_deadline: float | None = None
     kill_deadline: float | None = None
+    resolve_master: Callable[[int], int | None] | None = None
+    """When ``command`` only launches the master (cvmfsexec: its own PID namespace, whose
+    init ignores SIGTERM), this finds the real master below the launched process;
+    signals go there, and to the launched process only while there is none yet."""
 
     def run(self) -> Outcome:
         block_signals()
@@ -101,7 +105,7 @@ class Supervisor:
             self._check_deadlines()
             self.pump_logs()
             reconfigure = not self._stopped() and self.hooks.tick(
-                state=self.state, master_pid=self.master_pid
+                state=self.state, master_pid=self._master_target()
             )
             if reconfigure:
                 self._signal_master(signal.SIGHUP)
@@ -173,10 +177,18 @@ class Supervisor:
             self.hooks.event("warning", "condor_master did not stop in time: killing it")
             self._kill_everything()
 
+    def _master_target(self) -> int | None:
+        if self.master_pid is None or self.master_status is not None:
+            return None
+        if self.resolve_master is None:
+            return self.master_pid
+        return self.resolve_master(self.master_pid) or self.master_pid
+
     def _signal_master(self, signo: int) -> None:
-        if self.master_pid is not None and self.master_status is None:
+        target = self._master_target()
+        if target is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.master_pid, signo)
+                os.kill(target, signo)
 
     def _kill_leftovers(self) -> None:
         """Daemons or jobs that outlived the master (it died abnormally) go with it.

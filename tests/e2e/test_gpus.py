@@ -1,0 +1,74 @@
+"""End-to-end: GPUs through HTCondor's own discovery, simulated, and no Apptainer (SPEC 6.3, 8).
+
+``_CONDOR_GPU_DISCOVERY_EXTRA=-simulate:0,2`` (HTCondor's GPU_DISCOVERY_EXTRA,
+passed to condor_gpu_discovery) gives the pilot two fake devices: the slot
+offers both, a ``request_gpus = 1`` job gets one assigned and sees it in its
+environment. The image has no Apptainer (Debian trixie packages none), so
+HAS_SINGULARITY is false and a job that needs it does not match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import Pilots, container_marks, remove_jobs, stays, wait_status
+
+import pool
+
+pytestmark = container_marks()
+
+JobStatus = pool.JobStatus
+SHOW_GPU = "env; cat /etc/OpenCL/vendors/test.icd"
+
+
+def test_simulated_gpus_are_offered_assigned_and_seen_by_the_job(
+    pilots: Pilots, tmp_path: Path
+) -> None:
+    """Two simulated GPUs in the slot; a GPU job runs with one of them in
+    CUDA_VISIBLE_DEVICES and _CONDOR_AssignedGPUs, and reads the mounted OpenCL
+    vendors directory; a job requiring HAS_SINGULARITY stays idle."""
+    vendors = tmp_path / "vendors"
+    vendors.mkdir()
+    (vendors / "test.icd").write_text("libtest-opencl.so.1\n")
+    vendors.chmod(0o755)
+    (vendors / "test.icd").chmod(0o644)
+    pilot = pilots.start(
+        "ep-gpu",
+        {"_CONDOR_GPU_DISCOVERY_EXTRA": "-simulate:0,2", "NUM_CPUS": "2", "MEMORY": "2000"},
+        volumes=[(vendors, "/etc/OpenCL/vendors", "ro")],
+    )
+    ad = pilot.pslot()
+    assert ad["TotalSlotGPUs"] == 2
+    assert ad["GPUs"] == 2
+    devices = [d.strip() for d in ad["AssignedGPUs"].split(",")]
+    assert len(devices) == 2
+    assert ad["HAS_SINGULARITY"] is False
+    assert ad["OSPOOL_EP_CVMFS_MODE"] == "none"
+
+    check = pilot.exec(["ospool-ep", "check"], user="1000").stdout
+    assert "PASS  GPUs: 2 found by condor_gpu_discovery" in check
+    assert "PASS  OpenCL: /etc/OpenCL/vendors: test.icd" in check
+    assert "PASS  Apptainer: none works" in check
+
+    gpu_job = pilot.submit(
+        {"executable": "/bin/sh", "arguments": f"\"-c '{SHOW_GPU}'\"", "request_gpus": 1}
+    )
+    container_job = pilot.submit(
+        {
+            "executable": "/bin/true",
+            "requirements": f"{pilot.requirements()} && HAS_SINGULARITY == true",
+        }
+    )
+    try:
+        wait_status(pilot.pool, gpu_job, JobStatus.COMPLETED, timeout=90)
+        out = dict(
+            line.split("=", 1)
+            for line in pilot.pool.job_output(gpu_job).splitlines()
+            if "=" in line
+        )
+        assert out["_CONDOR_AssignedGPUs"] in devices, out
+        assert out["CUDA_VISIBLE_DEVICES"] in (out["_CONDOR_AssignedGPUs"], "0", "1"), out
+        assert "libtest-opencl.so.1" in pilot.pool.job_output(gpu_job)
+        stays(pilot.pool, container_job, JobStatus.IDLE, seconds=5)
+    finally:
+        remove_jobs(pilot.pool, gpu_job, container_job)
