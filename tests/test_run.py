@@ -240,3 +240,22 @@ def test_a_visible_slot_is_not_nudged(site: dict[str, str], tmp_path: Path) -> N
     hooks.observer = Seen()  # type: ignore[assignment]
     hooks.started_at = 0.0
     assert not any(hooks.advertise_again(float(t)) for t in range(0, 400, 5))
+
+
+def test_a_nudge_waits_for_the_collectors_first_answer(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """Under load the first query may not have answered by 30 s: the nudge is not spent."""
+    hooks, _ = hooks_for(site, tmp_path)
+
+    class NoAnswerYet:
+        ready = False
+        checked: float | None = None
+
+    observer = NoAnswerYet()
+    hooks.observer = observer  # type: ignore[assignment]
+    hooks.started_at = 0.0
+    assert not hooks.advertise_again(45.0)
+    observer.checked = 46.0
+    assert hooks.advertise_again(47.0)
+    assert hooks.nudges_done == 1

@@ -44,6 +44,10 @@ startd to advertise again (a reconfig forces an update). Without this, a pilot
 started while the central manager was down would wait for the startd's next
 regular update: UPDATE_INTERVAL, 300 s."""
 OBSERVE_SECONDS = 15
+"""Collector queries while the slot is not seen yet."""
+OBSERVE_READY_SECONDS = 60
+"""Once seen: each query is an authenticated round trip, the largest part of the
+supervisor's idle CPU; health --ready accepts answers up to 90 s old."""
 STATE_SECONDS = 5
 CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
 """Never passed to condor_master (and so to no daemon or job)."""
@@ -308,9 +312,11 @@ class PilotHooks:
             return False
         if now - self.started_at < ADVERTISE_NUDGES[self.nudges_done]:
             return False
-        self.nudges_done += 1
         observer = self.observer
-        if observer is None or observer.ready or observer.checked is None:
+        if observer is None or observer.checked is None:
+            return False  # no answer from the collector yet: ask again at the next tick
+        self.nudges_done += 1
+        if observer.ready:
             return False
         self.event("info", "slot not in the collector yet: asking the startd to advertise again")
         return True
@@ -453,6 +459,11 @@ class Observer(threading.Thread):
         self.seen_jobs: set[tuple[str, int]] = set()
         """(dynamic slot, JobStart) pairs seen: each is one job start."""
 
+    def _interval(self) -> float:
+        if self.checked is None:
+            return 2
+        return OBSERVE_READY_SECONDS if self.ready else OBSERVE_SECONDS
+
     @property
     def jobs_started(self) -> int:
         return len(self.seen_jobs)
@@ -464,7 +475,7 @@ class Observer(threading.Thread):
             import htcondor2  # noqa: PLC0415 - only after CONDOR_CONFIG points at our tree
         except Exception:  # without bindings only readiness is lost
             return
-        while not self.stop.wait(timeout=OBSERVE_SECONDS if self.checked else 2):
+        while not self.stop.wait(timeout=self._interval()):
             try:
                 ads = htcondor2.Collector().query(
                     htcondor2.AdType.Startd,
