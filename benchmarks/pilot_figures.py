@@ -78,11 +78,18 @@ def proc_figures(p: pool.Pool, name: str) -> dict[str, float]:
     return {"rss_kb": rss_kb, "ticks": ticks, "hz": float(out[2])}
 
 
-def container_rss_mb(p: pool.Pool, name: str) -> float:
-    out = p.exec_pilot(
-        name, ["sh", "-c", "cat /proc/[0-9]*/status 2>/dev/null | grep VmRSS"]
-    ).stdout
-    return sum(float(line.split()[1]) for line in out.splitlines() if line.strip()) / 1024
+def container_memory_mb(p: pool.Pool, name: str) -> tuple[float, float]:
+    """(PSS, RSS) of every process in the container, in MB. PSS splits shared pages
+    (HTCondor's libraries, mapped by every daemon) among the processes mapping
+    them; RSS counts them once per process."""
+    script = "cat /proc/[0-9]*/smaps_rollup 2>/dev/null | grep -E '^(Pss|Rss):'"
+    out = p.exec_pilot(name, ["sh", "-c", script]).stdout
+    totals = {"Pss:": 0.0, "Rss:": 0.0}
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] in totals:
+            totals[fields[0]] += float(fields[1]) / 1024
+    return totals["Pss:"], totals["Rss:"]
 
 
 def startup(p: pool.Pool, token: str, rounds: int) -> dict[str, Any]:
@@ -133,13 +140,17 @@ def fleet(p: pool.Pool, token: str, size: int) -> dict[str, Any]:
             constraint='regexp("^fleet", GLIDEIN_ResourceName)', projection=["Name"]
         )
     visible_after = time.monotonic() - started
-    memory = [container_rss_mb(p, name) for name in names]
+    memory = [container_memory_mb(p, name) for name in names]
     return {
         f"fleet of {size}: all visible after (s, target <= 60)": visible_after,
         f"fleet of {size}: slots visible": len(ads),
         f"fleet of {size}: unique names": len({ad["Name"] for ad in ads}),
-        "fleet: memory per pilot container, median MB (target <= 60)": statistics.median(memory),
-        "fleet: memory per pilot container, max MB": max(memory),
+        "fleet: PSS per pilot container, median MB (target <= 60)": statistics.median(
+            pss for pss, _ in memory
+        ),
+        "fleet: RSS per pilot container (shared pages counted per process), median MB": (
+            statistics.median(rss for _, rss in memory)
+        ),
     }
 
 

@@ -27,7 +27,7 @@ import pytest
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Event, State
 from ospool_ep.procfs import descendants
-from ospool_ep.supervise import KILL_MARGIN_SECONDS, Supervisor
+from ospool_ep.supervise import KILL_MARGIN_SECONDS, LOOP_SECONDS, Supervisor
 
 PROGRAMS = Path(__file__).parent / "programs"
 GRACE = 4
@@ -728,7 +728,7 @@ def test_the_ladders_deadlines_run_on_the_injected_clock() -> None:
 def test_a_loop_with_no_deadline_sleeps_at_most_loop_seconds() -> None:
     """Without a deadline the loop still wakes regularly to pump logs and tick."""
     supervisor, _, _ = idle_supervisor(grace=10, drain=4)
-    assert supervisor._sleep_seconds() == 0.5
+    assert supervisor._sleep_seconds() == LOOP_SECONDS
 
 
 @pytest.mark.parametrize(
