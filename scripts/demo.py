@@ -11,10 +11,12 @@ Runs everything in podman on this host and cleans up after itself:
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -39,6 +41,19 @@ def say(text: str) -> None:
     print(f"demo: {text}", flush=True)
 
 
+def partitionable_slot(the_pool: pool.Pool, timeout: float = 30) -> dict[str, Any]:
+    """The pilot's slot ad (HTCondor 23's `condor_status -startd` lists the daemon ad)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = the_pool.exec_cm(
+            ["condor_status", "-slot", "-json", "-constraint", 'GLIDEIN_Site == "Demo Site"']
+        )
+        ads = json.loads(result.stdout or "[]")
+        if ads or time.monotonic() > deadline:
+            return dict(ads[0]) if ads else {}
+        time.sleep(1)
+
+
 def main() -> int:
     service = pool.ensure_podman_service()
     with tempfile.TemporaryDirectory(prefix="ospool-ep-demo-") as scratch:
@@ -46,7 +61,7 @@ def main() -> int:
         try:
             say(f"central manager up ({the_pool.timings.get('cm_ready', '?')} s)")
             token_file = Path(scratch) / "token"
-            token_file.write_text(the_pool.mint_token(lifetime=3600) + "\n")
+            token_file.write_text(the_pool.mint_token(lifetime=30 * 86400) + "\n")
             token_file.chmod(0o644)  # the pilot copies it into a private 0600 file itself
             started = time.monotonic()
             pilot = the_pool.run_container(
@@ -62,16 +77,17 @@ def main() -> int:
                 },
                 volumes=[(token_file, "/etc/condor/tokens-orig.d/flock.opensciencegrid.org", "ro")],
             )
-            ads = the_pool.wait_for_slot('GLIDEIN_Site == "Demo Site"', timeout=90)
+            the_pool.wait_for_slot('GLIDEIN_Site == "Demo Site"', timeout=90)
             joined = time.monotonic() - started
-            say(f"pilot joined the pool: slot visible {joined:.1f} s after start")
+            say(f"pilot joined the pool: visible {joined:.1f} s after start")
             print("slot ad summary:")
+            slot = partitionable_slot(the_pool)
             for field in SLOT_FIELDS:
-                print(f"  {field:22} = {ads[0].get(field)}")
+                print(f"  {field:22} = {slot.get(field)}")
             cluster = the_pool.submit(
                 {
                     "executable": "/bin/sh",
-                    "arguments": "\"-c 'echo hello from $(hostname) as uid $(id -u); uname -sr'\"",
+                    "arguments": "\"-c 'echo hello from $(uname -n) as uid $(id -u); uname -sr'\"",
                 }
             )
             say(f"submitted job {cluster}.0")
