@@ -24,7 +24,12 @@
 #   uidmap        newuidmap/newgidmap (podman Recommends; rootless use)
 #   slirp4netns   podman Recommends; rootless networking
 #   debootstrap   builds the Debian trixie base image: no registry to pull from
-#   shellcheck    the tests lint the shell scripts we ship (sbatch, scale-down)
+#   the linter    shellcheck: the tests lint the shell scripts we ship
+#   rpm, rpmlint, the RPM tests build and lint the package (make rpm) and
+#   rpm2cpio, cpio  unpack it to check its files and units
+#   squashfuse,   the CVMFS test mounts a real FUSE filesystem (a squashfs
+#   squashfs-tools, image with cvmfs's xattrs) and unmounts it
+#   attr, fuse3
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,7 +37,8 @@ repo="$(cd "$here/.." && pwd)"
 work="${OSPOOL_EP_WORK:-$repo/.work}"
 conf="$work/containers/containers.conf"
 
-packages=(podman runc conmon netavark aardvark-dns iptables uidmap slirp4netns debootstrap shellcheck)
+packages=(podman runc conmon netavark aardvark-dns iptables uidmap slirp4netns debootstrap shellcheck
+          rpm rpmlint rpm2cpio cpio squashfuse squashfs-tools attr fuse3)
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 
