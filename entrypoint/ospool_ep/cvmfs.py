@@ -25,8 +25,6 @@ from ospool_ep.settings import Settings
 CONFIG_REPO = "config-osg.opensciencegrid.org"
 OSG_REPOS = (CONFIG_REPO, "oasis.opensciencegrid.org", "singularity.opensciencegrid.org")
 """Probed in every mode that has CVMFS, with the repos of ``CVMFSEXEC_REPOS``."""
-CRON_JOB = "OSPOOL_EP_CVMFS"
-"""The startd cron job's name (STARTD_CRON_JOBLIST)."""
 
 PROBE_MODULE = ("-I", "-m", "ospool_ep.cvmfs_probe")
 """How the interpreter runs the probe: isolated from the daemons' PYTHON* variables."""

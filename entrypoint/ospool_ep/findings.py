@@ -82,18 +82,3 @@ class Findings(list[Finding]):
         if Kind.ENVIRONMENT in kinds:
             return ExitCode.UNAVAILABLE
         return ExitCode.OK
-
-
-class ConfigurationError(Exception):
-    """Raised at a stage boundary when validation found FAILs; carries all findings.
-
-    The one domain error type: the command line turns it into its exit code.
-    """
-
-    def __init__(self, findings: Findings) -> None:
-        self.findings = findings
-        super().__init__("; ".join(f.as_line() for f in findings.failures))
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return self.findings.exit_code()

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ospool_ep import apptainer, attributes, cvmfs, cvmfsexec, gpus, policy, resources
@@ -39,7 +39,6 @@ class Host:
     user: str
     root: Path = Path("/")
     """Where /sys and /proc are read from (a fixture tree in tests)."""
-    extra_path: tuple[str, ...] = field(default=())
     cvmfs_root: Path = Path("/cvmfs")
     cvmfsexec_distribution: Path = cvmfsexec.DISTRIBUTION
     fuse_device: Path = Path("/dev/fuse")

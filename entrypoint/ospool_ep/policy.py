@@ -63,10 +63,6 @@ class Lifetime:
     capped_by: tuple[str, ...]
     """Why the plain hours were shortened: "PILOT_WALLTIME", "Slurm job end", "token expiry"."""
 
-    @property
-    def max_job_retirement_seconds(self) -> int:
-        return self.to_die - self.to_retire
-
 
 def plan_lifetime(
     *,

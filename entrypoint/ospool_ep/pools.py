@@ -48,9 +48,6 @@ POOLS: dict[str, PoolDefinition] = {
     ),
 }
 
-ALIASES = {"ospool": "prod-ospool"}
-"""``POOL=ospool`` means production, or ITB when ``ITB`` is true (upstream behaviour)."""
-
 POOL_NAMES = ("ospool", *POOLS)
 
 
@@ -66,7 +63,10 @@ class PoolEndpoints:
 
 
 def canonical_pool_name(pool: str, *, itb: bool) -> str | None:
-    """The POOLS key for a ``POOL`` value, or None for a custom host."""
+    """The POOLS key for a ``POOL`` value, or None for a custom host.
+
+    ``ospool`` means production, or ITB when ``ITB`` is true (upstream behaviour).
+    """
     key = pool.lower()
     if key == "ospool":
         return "itb-ospool" if itb else "prod-ospool"

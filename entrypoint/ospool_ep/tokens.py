@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import hashlib
 import json
 import os
 import re
@@ -220,15 +219,6 @@ def install_tokens(tokens: Sequence[Token], *, dest: Path) -> list[Path]:
     for path_name in stale:
         Path(path_name).unlink(missing_ok=True)
     return paths
-
-
-def token_fingerprint(tokens: Sequence[Token]) -> str:
-    """A SHA-256 over the tokens' sources and texts, to notice rotation; reveals neither."""
-    digest = hashlib.sha256()
-    for token in tokens:
-        # NUL cannot occur in a file name nor in a validated token: the encoding is unambiguous.
-        digest.update(token.source.encode() + b"\0" + token.text.encode() + b"\0")
-    return digest.hexdigest()
 
 
 def _load_dir(
