@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from jwt_factory import DAY, DROP, STARTD_SCOPE, header, make_jwt, payload
+from venv_tools import ospool_ep_command
 
 CANONICAL = "flock.opensciencegrid.org"
 CONFIG_ERROR = 78
@@ -30,12 +31,7 @@ UNAVAILABLE = 69
 USAGE = 2
 
 
-def _command() -> list[str]:
-    script = shutil.which("ospool-ep")
-    return [script] if script else [sys.executable, "-m", "ospool_ep"]
-
-
-COMMAND = _command()
+COMMAND = ospool_ep_command()
 
 
 def _htcondor_daemons_installed() -> bool:

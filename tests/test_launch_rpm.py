@@ -20,6 +20,7 @@ import pytest
 
 from ospool_ep import __version__
 from test_launch_units import HOST_MODULES, python39
+from venv_tools import venv_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "rpm" / "ospool-ep.spec"
@@ -247,9 +248,7 @@ def test_the_spec_version_fallback_is_the_package_version() -> None:
 def test_vermin_finds_nothing_newer_than_python_3_9() -> None:
     """vermin (pip install vermin) reads the files the RPM ships; the real
     Python 3.9 runs, where present, are in test_launch_units and above."""
-    vermin = shutil.which("vermin")
-    if vermin is None:
-        pytest.skip("vermin is not installed (pip install vermin)")
+    vermin = venv_tool("vermin")
     result = subprocess.run(
         [vermin, "--target=3.9-", "--no-tips", "--violations", *map(str, _host_files())],
         capture_output=True,

@@ -19,7 +19,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from ospool_ep import launch_command
+from venv_tools import ospool_ep_command
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "systemd"
@@ -201,8 +201,7 @@ def run_line(
 
 def dev_launcher() -> tuple[str, ...]:
     """The launcher as this checkout's ``ospool-ep`` (the full CLI's ``launch``)."""
-    script = shutil.which("ospool-ep")
-    return (script,) if script else (sys.executable, "-m", "ospool_ep")
+    return tuple(ospool_ep_command())
 
 
 # ---------------------------------------------------------------------------

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from jwt_factory import token
-from ospool_ep import render, run
+from ospool_ep import readiness, render, run
 from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter
 from ospool_ep.plan import Host, build_plan
+from venv_tools import ospool_ep_command
 
 NOW = int(time.time())
 
@@ -84,7 +85,12 @@ def test_run_on_a_host_without_htcondor_exits_69_and_leaves_nothing(
 ) -> None:
     """No daemons here: exit 69 naming HTCondor, before any pilot directory is made."""
     result = subprocess.run(
-        ["ospool-ep", "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+        [*ospool_ep_command(), "run"],
+        env=site,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 69, result.stdout + result.stderr
     assert "HTCondor: daemons not installed" in result.stdout
@@ -95,7 +101,12 @@ def test_run_on_a_host_without_htcondor_exits_69_and_leaves_nothing(
 def test_run_with_a_bad_setting_exits_78_naming_it(site: dict[str, str]) -> None:
     site["ACCEPT_JOBS_FOR_HOURS"] = "soon"
     result = subprocess.run(
-        ["ospool-ep", "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+        [*ospool_ep_command(), "run"],
+        env=site,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 78
     assert "ACCEPT_JOBS_FOR_HOURS" in result.stdout
@@ -104,7 +115,12 @@ def test_run_with_a_bad_setting_exits_78_naming_it(site: dict[str, str]) -> None
 def test_json_logs_are_one_object_per_line(site: dict[str, str]) -> None:
     site["LOG_FORMAT"] = "json"
     result = subprocess.run(
-        ["ospool-ep", "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+        [*ospool_ep_command(), "run"],
+        env=site,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     lines = result.stdout.splitlines()
     assert lines
@@ -213,49 +229,113 @@ def test_the_master_never_gets_the_token_or_webhook_urls() -> None:
     assert {"TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL"} <= set(run.CHILD_ENV_DROPPED)
 
 
-def test_a_slot_missing_from_the_collector_is_advertised_again_with_backoff(
+class FakeQueries:
+    """Stands in for condor_status children: answers are handed in by the test."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        self.started += 1
+        self.pid = 4000 + self.started
+
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def expire(self, now: float) -> None:
+        del now
+
+    def finished(self, pid: int, status: int) -> readiness.Answer | None:
+        del status
+        if pid != self.pid:
+            return None
+        self.pid = None
+        return self.answer
+
+    answer = readiness.Answer(answered=True)
+
+
+def observed_hooks(
+    site: dict[str, str], tmp_path: Path, *, answer: readiness.Answer
+) -> tuple[run.PilotHooks, io.StringIO, FakeQueries, list[float]]:
+    hooks, out = hooks_for(site, tmp_path)
+    clock = [1000.0]
+    hooks.clock = lambda: clock[0]
+    queries = FakeQueries()
+    queries.answer = answer
+    hooks.observer = readiness.Observer(queries=queries, wall_clock=lambda: clock[0])
+    hooks.joiner = readiness.Joiner(started_at=clock[0])
+    return hooks, out, queries, clock
+
+
+def drive(
+    hooks: run.PilotHooks, queries: FakeQueries, clock: list[float], until: float
+) -> list[float]:
+    """Tick once a second, answering each query at once; the times a nudge was asked for."""
+    nudged = []
+    while clock[0] < until:
+        if hooks.tick(state=State.RUNNING, master_pid=None):
+            nudged.append(clock[0])
+        if queries.pid is not None:
+            hooks.child_exited(queries.pid, 0)
+        clock[0] += 1.0
+    return nudged
+
+
+def test_a_slot_missing_from_a_reachable_collector_is_advertised_again_with_backoff(
     site: dict[str, str], tmp_path: Path
 ) -> None:
-    """Started while the CM was down: nudges at 30, 90 and 210 s, then HTCondor's own updates."""
-    hooks, out = hooks_for(site, tmp_path)
-
-    class NotSeen:
-        ready = False
-        checked = 1.0
-
-    hooks.observer = NotSeen()  # type: ignore[assignment]
-    hooks.started_at = 1000.0
-    asked = [t for t in range(1000, 1400, 5) if hooks.advertise_again(float(t))]
-    assert asked == [1030, 1090, 1210]
-    assert out.getvalue().count("advertise again") == 3
+    """The collector answers without our slot: nudges after 10 s, then 5, 10, 20, 40, 60 s apart."""
+    hooks, out, queries, clock = observed_hooks(
+        site, tmp_path, answer=readiness.Answer(answered=True)
+    )
+    nudged = drive(hooks, queries, clock, until=1300.0)
+    assert [t - 1000 for t in nudged][:7] == [10, 15, 25, 45, 85, 145, 205]
+    assert out.getvalue().count("advertise again") == len(nudged)
 
 
 def test_a_visible_slot_is_not_nudged(site: dict[str, str], tmp_path: Path) -> None:
-    hooks, _ = hooks_for(site, tmp_path)
-
-    class Seen:
-        ready = True
-        checked = 1.0
-
-    hooks.observer = Seen()  # type: ignore[assignment]
-    hooks.started_at = 0.0
-    assert not any(hooks.advertise_again(float(t)) for t in range(0, 400, 5))
+    answer = readiness.Answer(answered=True, slots=({"Name": "slot1@h"},))
+    hooks, _, queries, clock = observed_hooks(site, tmp_path, answer=answer)
+    assert drive(hooks, queries, clock, until=1400.0) == []
+    assert hooks.observer is not None and hooks.observer.ready
 
 
-def test_a_nudge_waits_for_the_collectors_first_answer(
+def test_no_nudge_while_the_collector_does_not_answer(site: dict[str, str], tmp_path: Path) -> None:
+    """A nudge cannot help while the CM is down (or the query hangs): none is spent."""
+    hooks, _, queries, clock = observed_hooks(
+        site, tmp_path, answer=readiness.Answer(answered=False)
+    )
+    assert drive(hooks, queries, clock, until=1300.0) == []
+
+
+def test_a_collector_that_comes_back_gets_a_nudge_within_seconds(
     site: dict[str, str], tmp_path: Path
 ) -> None:
-    """Under load the first query may not have answered by 30 s: the nudge is not spent."""
+    """Down at start, reachable at +200 s: the startd is asked to advertise within seconds."""
+    hooks, _, queries, clock = observed_hooks(
+        site, tmp_path, answer=readiness.Answer(answered=False)
+    )
+    assert drive(hooks, queries, clock, until=1200.0) == []
+    queries.answer = readiness.Answer(answered=True)
+    nudged = drive(hooks, queries, clock, until=1300.0)
+    assert nudged and nudged[0] - 1200 <= 11
+
+
+def test_a_fifo_in_place_of_the_drain_drop_in_does_not_freeze_the_drain(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """SPEC 7.5: a job that leaves a FIFO at the drop-in's name cannot block PID 1's drain."""
+    import threading
+
     hooks, _ = hooks_for(site, tmp_path)
-
-    class NoAnswerYet:
-        ready = False
-        checked: float | None = None
-
-    observer = NoAnswerYet()
-    hooks.observer = observer  # type: ignore[assignment]
-    hooks.started_at = 0.0
-    assert not hooks.advertise_again(45.0)
-    observer.checked = 46.0
-    assert hooks.advertise_again(47.0)
-    assert hooks.nudges_done == 1
+    drain = hooks.config_dir / render.DRAIN_FILE
+    os.mkfifo(drain)
+    worker = threading.Thread(
+        target=hooks.prepare_drain, kwargs={"deadline": NOW + 60.0}, daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "prepare_drain blocked on a FIFO"
+    assert knob(hooks.config_dir, "START") == "False"

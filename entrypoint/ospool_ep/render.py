@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from ospool_ep import __version__
+from ospool_ep import __version__, atomic
 from ospool_ep.apptainer import ApptainerTest
 from ospool_ep.attributes import ExtraAttribute
 from ospool_ep.classad_text import config_unsafe_reason, string_literal
@@ -205,14 +204,19 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
 
 
 def write_tree(files: Mapping[str, str], *, output: Path) -> None:
-    """Write the tree; the config.d/ is replaced whole so no stale file lingers."""
+    """Write the tree; the config.d/ is replaced whole so no stale file lingers.
+
+    Every file is replaced by rename (:mod:`ospool_ep.atomic`): on reload the tree
+    is rewritten while the pilot runs, and what a job left at one of its names
+    (a FIFO, a symlink) is replaced, never opened.
+    """
     output.mkdir(parents=True, exist_ok=True)
-    subdir = output / CONFIG_SUBDIR
-    if subdir.exists():
-        shutil.rmtree(subdir)
-    subdir.mkdir()
+    prefix = f"{CONFIG_SUBDIR}/"
+    inside = {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)}
+    atomic.replace_directory(output / CONFIG_SUBDIR, inside)
     for relative, text in files.items():
-        (output / relative).write_text(text, encoding="utf-8")
+        if not relative.startswith(prefix):
+            atomic.replace_file(output / relative, text)
 
 
 # HTCondor's own parser: the Python bindings exit(1) on a bad configuration just

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ospool_ep import __version__, apptainer, cvmfs, cvmfsexec, notify, pilotdir, render
+from ospool_ep import (
+    __version__,
+    apptainer,
+    atomic,
+    cvmfs,
+    cvmfsexec,
+    notify,
+    pilotdir,
+    readiness,
+    render,
+)
 from ospool_ep import state as published
 from ospool_ep import tokens as tokens_mod
 from ospool_ep.attributes import load_extra_attributes_file
@@ -38,16 +49,6 @@ from ospool_ep.render import PilotPlan
 from ospool_ep.supervise import Supervisor, block_signals
 
 TOKEN_POLL_SECONDS = 10
-ADVERTISE_NUDGES = (30, 90, 210)
-"""Seconds after start at which a pilot whose slot is not in the collector asks its
-startd to advertise again (a reconfig forces an update). Without this, a pilot
-started while the central manager was down would wait for the startd's next
-regular update: UPDATE_INTERVAL, 300 s."""
-OBSERVE_SECONDS = 15
-"""Collector queries while the slot is not seen yet."""
-OBSERVE_READY_SECONDS = 60
-"""Once seen: each query is an authenticated round trip, the largest part of the
-supervisor's idle CPU; health --ready accepts answers up to 90 s old."""
 STATE_SECONDS = 5
 CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
 """Never passed to condor_master (and so to no daemon or job)."""
@@ -146,6 +147,7 @@ def _run_in(
         hooks=hooks,
         pump_logs=tailer.pump,
         resolve_master=finder,
+        child_exited=hooks.child_exited,
     )
     hooks.started(supervisor)
     hooks.notify("start", "pilot started")
@@ -231,14 +233,16 @@ class PilotHooks:
     host: Host
     config_dir: Path
     emitter: Emitter
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
     state_file: Path = dataclasses.field(init=False)
     token_signature: tuple[object, ...] = ()
     next_token_poll: float = 0.0
     next_state: float = 0.0
-    started_at: float = 0.0
-    nudges_done: int = 0
     supervisor: Supervisor | None = None
-    observer: Observer | None = None
+    observer: readiness.Observer | None = None
+    queries: readiness.ProcessQueries | None = None
+    joiner: readiness.Joiner | None = None
     metrics: Any = None
     """An ospool_ep.metrics.Metrics when METRICS_PORT is set (imported only then: RSS)."""
 
@@ -252,8 +256,10 @@ class PilotHooks:
         self.emitter.event(level, msg, **fields)
 
     def prepare_drain(self, *, deadline: float) -> None:
-        drain = self.config_dir / render.DRAIN_FILE
-        drain.write_text(render.drain_config(deadline=deadline))
+        # By rename: a FIFO or symlink left at the name must not block or redirect us.
+        atomic.replace_file(
+            self.config_dir / render.DRAIN_FILE, render.drain_config(deadline=deadline)
+        )
 
     def reload(self) -> bool:
         if self.supervisor is not None and self.supervisor.state is not State.RUNNING:
@@ -264,7 +270,7 @@ class PilotHooks:
         found = tokens_mod.load_tokens(
             token_dir=Path(settings.token_dir),
             token_env=settings.token_text,
-            now=time.time(),
+            now=self.wall_clock(),
             findings=findings,
         )
         extra = load_extra_attributes_file(Path(settings.extra_attributes_file), findings=findings)
@@ -289,7 +295,7 @@ class PilotHooks:
         return True
 
     def tick(self, *, state: State, master_pid: int | None) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         reconfigure = False
         if now >= self.next_token_poll:
             self.next_token_poll = now + TOKEN_POLL_SECONDS
@@ -298,6 +304,11 @@ class PilotHooks:
                 self.token_signature = signature
                 self.event("info", "token files changed: re-validating")
                 reconfigure = self.reload()
+        if self.observer is not None:
+            if state is State.RUNNING:
+                self.observer.tick(now)
+            elif self.queries is not None:
+                self.queries.stop()  # stopping: nobody asks for readiness any more
         if now >= self.next_state:
             self.next_state = now + STATE_SECONDS
             self.publish(state=state, master_pid=master_pid)
@@ -306,17 +317,16 @@ class PilotHooks:
             reconfigure = True
         return reconfigure
 
+    def child_exited(self, pid: int, status: int) -> None:
+        """The supervisor reaped a child that is not the master: maybe our collector query."""
+        if self.observer is not None:
+            self.observer.child_exited(pid, status, now=self.clock())
+
     def advertise_again(self, now: float) -> bool:
-        """True when the slot is still not in the collector at the next nudge time."""
-        if self.nudges_done >= len(ADVERTISE_NUDGES):
+        """True when the collector answers without our slot and the next nudge is due."""
+        if self.observer is None or self.joiner is None:
             return False
-        if now - self.started_at < ADVERTISE_NUDGES[self.nudges_done]:
-            return False
-        observer = self.observer
-        if observer is None or observer.checked is None:
-            return False  # no answer from the collector yet: ask again at the next tick
-        self.nudges_done += 1
-        if observer.ready:
+        if not self.joiner.due(self.observer, now):
             return False
         self.event("info", "slot not in the collector yet: asking the startd to advertise again")
         return True
@@ -325,15 +335,8 @@ class PilotHooks:
 
     def started(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
-        self.started_at = time.monotonic()
-        self.observer = Observer(
-            uuid=self.plan.uuid,
-            config_dir=self.config_dir,
-            attributes=tuple(has_attribute(r) for r in self.plan.cvmfs.repos)
-            if self.plan.cvmfs
-            else (),
-        )
-        self.observer.start()
+        self.joiner = readiness.Joiner(started_at=self.clock())
+        self.start_observing()
         port = self.plan.settings.metrics_port
         if port:
             from ospool_ep.metrics import Metrics  # noqa: PLC0415 - only when asked: ~8 MB RSS
@@ -346,6 +349,27 @@ class PilotHooks:
                 self.metrics = None
                 self.event("warning", f"metrics disabled: {error}")
 
+    def start_observing(self) -> None:
+        """Readiness needs condor_status; without it the pilot runs, never reported ready."""
+        condor_status = shutil.which("condor_status") or find_daemon("condor_status")
+        if condor_status is None:
+            self.event("warning", "condor_status not found: readiness cannot be observed")
+            return
+        attributes = (
+            tuple(has_attribute(r) for r in self.plan.cvmfs.repos) if self.plan.cvmfs else ()
+        )
+        environment = {k: v for k, v in self.host.environ.items() if k not in CHILD_ENV_DROPPED}
+        environment["CONDOR_CONFIG"] = str(self.config_dir / render.ROOT_FILE)
+        self.queries = readiness.ProcessQueries(
+            command=readiness.status_command(
+                condor_status, uuid=self.plan.uuid, attributes=attributes
+            ),
+            environment=environment,
+            output=self.config_dir.parent / "run" / "collector-query.json",
+            clock=self.clock,
+        )
+        self.observer = readiness.Observer(queries=self.queries, wall_clock=self.wall_clock)
+
     def update_metrics(self, state: State) -> None:
         if self.metrics is None:
             return
@@ -353,7 +377,7 @@ class PilotHooks:
 
         observer = self.observer
         slots = observer.slots if observer else []
-        now = time.time()
+        now = self.wall_clock()
         expiry = tokens_mod.earliest_expiry(self.tokens)
         self.metrics.update(
             PilotSnapshot(
@@ -394,7 +418,7 @@ class PilotHooks:
             site=settings.site,
             resource=settings.resource_name,
             reason=reason,
-            time=time.time(),
+            time=self.wall_clock(),
         )
         thread = notify.send_async(url, notice, log=self.emitter.event)
         if wait:
@@ -409,7 +433,7 @@ class PilotHooks:
             name=self.plan.name,
             ready=bool(observer and observer.ready),
             ready_checked=observer.checked if observer else None,
-            updated=time.time(),
+            updated=self.wall_clock(),
         )
         try:
             published.publish(self.state_file, snapshot)
@@ -418,8 +442,8 @@ class PilotHooks:
 
     def finished(self, *, reason: str) -> None:
         del reason
-        if self.observer is not None:
-            self.observer.stop.set()
+        if self.queries is not None:
+            self.queries.stop()
         published.withdraw(self.state_file, supervisor_pid=os.getpid())
 
 
@@ -437,65 +461,3 @@ def _dir_signature(directory: Path) -> tuple[object, ...]:
             continue
         entries.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(entries)
-
-
-class Observer(threading.Thread):
-    """Asks the pool's collector, from a thread, whether this pilot's slots are visible.
-
-    A thread because a collector query can block on the network; the PID-1 loop
-    must keep answering signals.
-    """
-
-    def __init__(self, *, uuid: str, config_dir: Path, attributes: tuple[str, ...] = ()) -> None:
-        super().__init__(name="ospool-ep-observer", daemon=True)
-        self.uuid = uuid
-        self.config_dir = config_dir
-        self.attributes = attributes
-        """Asked for besides the slot basics (HAS_CVMFS_*, for the metrics)."""
-        self.ready = False
-        self.checked: float | None = None
-        self.slots: list[dict[str, Any]] = []
-        self.stop = threading.Event()
-        self.seen_jobs: set[tuple[str, int]] = set()
-        """(dynamic slot, JobStart) pairs seen: each is one job start."""
-
-    def _interval(self) -> float:
-        if self.checked is None:
-            return 2
-        return OBSERVE_READY_SECONDS if self.ready else OBSERVE_SECONDS
-
-    @property
-    def jobs_started(self) -> int:
-        return len(self.seen_jobs)
-
-    def run(self) -> None:
-        # The bindings read CONDOR_CONFIG at import; the tree was verified already.
-        os.environ["CONDOR_CONFIG"] = str(self.config_dir / render.ROOT_FILE)
-        try:
-            import htcondor2  # noqa: PLC0415 - only after CONDOR_CONFIG points at our tree
-        except Exception:  # without bindings only readiness is lost
-            return
-        while not self.stop.wait(timeout=self._interval()):
-            try:
-                ads = htcondor2.Collector().query(
-                    htcondor2.AdType.Startd,
-                    constraint=f'OSPOOL_EP_PILOT_UUID == "{self.uuid}"',
-                    projection=[
-                        "Name",
-                        "State",
-                        "Activity",
-                        "Cpus",
-                        "Memory",
-                        "JobStart",
-                        "PartitionableSlot",
-                        *self.attributes,
-                    ],
-                )
-                self.slots = [dict(ad) for ad in ads]
-                self.ready = bool(ads)
-                self.seen_jobs |= {
-                    (str(ad["Name"]), int(ad["JobStart"])) for ad in self.slots if "JobStart" in ad
-                }
-            except Exception:  # the pool being unreachable is a normal state here
-                self.ready = False
-            self.checked = time.time()

@@ -92,6 +92,9 @@ class Supervisor:
     """When ``command`` only launches the master (cvmfsexec: its own PID namespace, whose
     init ignores SIGTERM), this finds the real master below the launched process;
     signals go there, and to the launched process only while there is none yet."""
+    child_exited: Callable[[int, int], object] = lambda pid, status: None
+    """Told of every reaped child that is not the master (pid, wait status): the PID-1
+    reaper takes them all, so a helper the pilot started learns its end only here."""
 
     def run(self) -> Outcome:
         block_signals()
@@ -245,6 +248,8 @@ class Supervisor:
             if pid == self.master_pid:
                 self.master_status = status
                 self._handle(Event.MASTER_EXITED)
+            else:
+                self.child_exited(pid, status)
 
     def _outcome(self) -> Outcome:
         status = self.master_status
