@@ -4,12 +4,13 @@ VENV   ?= .venv
 IMAGE  ?= localhost/ospool-ep:dev
 BIN    := $(VENV)/bin
 
-.PHONY: help dev lint typecheck unit test image demo bench clean
+.PHONY: help dev host-tools lint typecheck unit test fresh image demo bench clean
 
 help:
 	@echo "make demo    - a local central manager and one pilot in podman; a job runs on it"
 	@echo "make test    - everything CI runs: lint, types, unit and container tests"
 	@echo "make unit    - lint, types and the tests that need no containers"
+	@echo "make fresh   - make unit in a fresh copy of this tree, as a new contributor would"
 	@echo "make image   - build $(IMAGE) (podman; debootstraps a base where no registry is reachable)"
 	@echo "make bench   - print the benchmark figures"
 
@@ -22,6 +23,12 @@ $(BIN)/.installed: pyproject.toml
 
 dev: $(BIN)/.installed
 
+# Debian packages some unit tests run (shellcheck, rpmbuild, rpmlint, fuse, ...):
+# installed here so that no test skips for a tool the project can install.
+# Idempotent; well under a second when everything is there.
+host-tools:
+	@scripts/setup-host.sh >/dev/null
+
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,8 +36,12 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-unit: lint typecheck
+unit: host-tools lint typecheck
 	$(BIN)/pytest -m "not container"
+
+# `make unit` in a fresh copy of this tree, fresh .venv, only system dirs on PATH.
+fresh:
+	scripts/fresh-clone-check.sh unit
 
 image:
 	IMAGE=$(IMAGE) scripts/build-image.sh
