@@ -39,7 +39,11 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[Action, ...]]] = {
     (S.DRAINING, E.DRAIN_DEADLINE): (S.STOPPING, (A.FAST_SHUTDOWN,)),
     (S.DRAINING, E.KILL_DEADLINE): (S.STOPPING, (A.KILL,)),
     (S.DRAINING, E.MASTER_EXITED): (S.STOPPED, (A.FINISH,)),
-    # Fast shutdown running: only the kill deadline or the master's exit move on.
+    # No job runs and the master is still there seconds after the request: kill it.
+    (S.DRAINING, E.IDLE_STOP_OVERDUE): (S.STOPPING, (A.KILL,)),
+    # Fast shutdown running: only the kill deadline, an overdue idle stop or the
+    # master's exit move on.
+    (S.STOPPING, E.IDLE_STOP_OVERDUE): (S.STOPPING, (A.KILL,)),
     (S.STOPPING, E.KILL_DEADLINE): (S.STOPPING, (A.KILL,)),
     (S.STOPPING, E.MASTER_EXITED): (S.STOPPED, (A.FINISH,)),
 }

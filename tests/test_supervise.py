@@ -27,7 +27,12 @@ import pytest
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Event, State
 from ospool_ep.procfs import descendants
-from ospool_ep.supervise import KILL_MARGIN_SECONDS, LOOP_SECONDS, Supervisor
+from ospool_ep.supervise import (
+    IDLE_STOP_SECONDS,
+    KILL_MARGIN_SECONDS,
+    LOOP_SECONDS,
+    Supervisor,
+)
 
 PROGRAMS = Path(__file__).parent / "programs"
 GRACE = 4
@@ -246,7 +251,7 @@ def test_a_master_that_ignores_sigterm_gets_sigquit_at_the_drain_deadline(
     start_pilot: StartPilot,
 ) -> None:
     """Running jobs may finish until the drain deadline; then fast shutdown evicts them."""
-    pilot = start_pilot("--on-term=ignore")
+    pilot = start_pilot("--on-term=ignore", "--starter-lives=60")
     pilot.master_pid()
     sent = pilot.send(signal.SIGTERM)
 
@@ -264,9 +269,10 @@ def test_a_master_that_ignores_sigterm_and_sigquit_is_killed_before_the_grace_pe
 ) -> None:
     """The last rung: SIGKILL at grace - margin; the pilot exits 0 before the orchestrator kills.
 
-    The master ignores both SIGTERM and SIGQUIT, as a wedged condor_master would.
+    The master ignores both SIGTERM and SIGQUIT, as a wedged condor_master would,
+    while a job runs (a condor_starter below it).
     """
-    pilot = start_pilot("--on-term=ignore", "--on-quit=ignore")
+    pilot = start_pilot("--on-term=ignore", "--on-quit=ignore", "--starter-lives=60")
     master = pilot.master_pid()
     started = time.monotonic()
     pilot.send(signal.SIGTERM)
@@ -283,11 +289,34 @@ def test_a_master_that_ignores_sigterm_and_sigquit_is_killed_before_the_grace_pe
     assert any("did not stop in time" in e["msg"] for e in pilot.record()["events"])
 
 
+def test_an_idle_pilot_whose_master_does_not_stop_is_killed_within_seconds(
+    start_pilot: StartPilot,
+) -> None:
+    """SPEC 7.2: an idle pilot is gone within 3 s. No job runs (no condor_starter) and
+    the master, blocked in its own shutdown, ignores SIGTERM and SIGQUIT: after
+    IDLE_STOP_SECONDS it is killed, long before the grace period, and the pilot
+    still ends with 0 (it was asked to stop, nothing was lost)."""
+    pilot = start_pilot("--on-term=ignore", "--on-quit=ignore", grace=20, drain=15)
+    master = pilot.master_pid()
+    started = time.monotonic()
+    pilot.send(signal.SIGTERM)
+
+    outcome = pilot.outcome()
+    elapsed = time.monotonic() - started
+
+    assert elapsed == pytest.approx(IDLE_STOP_SECONDS, abs=0.6)
+    assert pilot.names() == ["SIGHUP", "SIGTERM"]
+    assert outcome["code"] == ExitCode.OK
+    assert "SIGKILL" in outcome["reason"]
+    assert not Path(f"/proc/{master}").exists()
+    assert any("no job is running" in e["msg"] for e in pilot.record()["events"])
+
+
 def test_a_second_sigterm_while_draining_asks_for_fast_shutdown_at_once(
     start_pilot: StartPilot,
 ) -> None:
     """SPEC 7.2: a second SIGTERM means "now": SIGQUIT without waiting for the drain deadline."""
-    pilot = start_pilot("--on-term=ignore", grace=8, drain=5)
+    pilot = start_pilot("--on-term=ignore", "--starter-lives=60", grace=8, drain=5)
     pilot.master_pid()
     pilot.send(signal.SIGTERM)
     pilot.wait_signal("SIGTERM")

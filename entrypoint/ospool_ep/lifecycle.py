@@ -31,6 +31,9 @@ class Event(enum.Enum):
     """SIGQUIT, or `ospool-ep drain --fast`."""
     DRAIN_DEADLINE = "drain deadline"
     KILL_DEADLINE = "kill deadline"
+    IDLE_STOP_OVERDUE = "idle stop overdue"
+    """Asked to stop, no job running, and condor_master still there after IDLE_STOP_SECONDS
+    (it blocks in its own shutdown, e.g. invalidating its ad at a silent collector)."""
     MASTER_EXITED = "master exited"
 
 
@@ -65,6 +68,9 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (S.DRAINING, E.DRAIN_DEADLINE): Transition(S.STOPPING, (A.FAST_SHUTDOWN,)),
     (S.DRAINING, E.KILL_DEADLINE): Transition(S.STOPPING, (A.KILL,)),
     (S.DRAINING, E.MASTER_EXITED): Transition(S.STOPPED, (A.FINISH,)),
+    # Nothing to lose when no job runs: an idle pilot stops in seconds (SPEC 7.2).
+    (S.DRAINING, E.IDLE_STOP_OVERDUE): Transition(S.STOPPING, (A.KILL,)),
+    (S.STOPPING, E.IDLE_STOP_OVERDUE): Transition(S.STOPPING, (A.KILL,)),
     (S.STOPPING, E.KILL_DEADLINE): Transition(S.STOPPING, (A.KILL,)),
     (S.STOPPING, E.MASTER_EXITED): Transition(S.STOPPED, (A.FINISH,)),
 }

@@ -65,3 +65,12 @@ def descendants(root: int, *, proc: Path = PROC) -> list[int]:
         result += children
         frontier += children
     return result
+
+
+def any_named_below(root: int, name: str, *, proc: Path = PROC) -> bool:
+    """Whether a live process called ``name`` runs anywhere below ``root``."""
+    below = set(descendants(root, proc=proc))
+    return any(
+        found.pid in below and found.name == name and found.state != "Z"
+        for found in processes(proc=proc)
+    )

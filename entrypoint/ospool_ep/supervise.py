@@ -20,7 +20,7 @@ from typing import Protocol
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Action, Event, State, step, stop_was_requested
 from ospool_ep.logs import Level
-from ospool_ep.procfs import descendants
+from ospool_ep.procfs import any_named_below, descendants
 
 WAITED_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
@@ -31,7 +31,17 @@ Each wake-up costs about 0.4 ms of CPU (measured in the image), so 1 s keeps an
 idle pilot well inside SPEC 14's 0.5 s per 10 minutes; logs lag at most 1 s."""
 KILL_MARGIN_SECONDS = 1.5
 """The last resort SIGKILL comes this long before the orchestrator's own."""
+IDLE_STOP_SECONDS = 2.0
+"""An idle pilot's master normally ends its shutdown in about a second. One still there
+after this, with no job running, is blocked in its own shutdown (measured: 20 s, the
+security-negotiation timeout, against a collector that accepts and never answers) and
+is killed: no job is lost, and SPEC 7.2 wants an idle pilot gone within 3 s."""
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+def starter_running(master_pid: int) -> bool:
+    """A job runs when a condor_starter runs below the master (one per running job)."""
+    return any_named_below(master_pid, "condor_starter")
 
 
 def block_signals() -> None:
@@ -92,6 +102,9 @@ class Supervisor:
     """When ``command`` only launches the master (cvmfsexec: its own PID namespace, whose
     init ignores SIGTERM), this finds the real master below the launched process;
     signals go there, and to the launched process only while there is none yet."""
+    jobs_running: Callable[[int], bool] = starter_running
+    """Whether any job runs below the master (given its pid): decides the idle stop."""
+    idle_stop_deadline: float | None = None
     child_exited: Callable[[int, int], object] = lambda pid, status: None
     """Told of every reaped child that is not the master (pid, wait status): the PID-1
     reaper takes them all, so a helper the pilot started learns its end only here."""
@@ -149,9 +162,23 @@ class Supervisor:
         if self.kill_deadline is not None and now >= self.kill_deadline:
             self.kill_deadline = None
             self._handle(Event.KILL_DEADLINE)
+        if self.idle_stop_deadline is not None and now >= self.idle_stop_deadline:
+            self.idle_stop_deadline = None
+            master = self._master_target()
+            if master is not None and not self.jobs_running(master):
+                self.hooks.event(
+                    "warning",
+                    f"condor_master has not finished its shutdown {IDLE_STOP_SECONDS:g} s after"
+                    " the stop request and no job is running: stopping it now",
+                )
+                self._handle(Event.IDLE_STOP_OVERDUE)
 
     def _sleep_seconds(self) -> float:
-        deadlines = [d for d in (self.drain_deadline, self.kill_deadline) if d is not None]
+        deadlines = [
+            d
+            for d in (self.drain_deadline, self.kill_deadline, self.idle_stop_deadline)
+            if d is not None
+        ]
         until = min(deadlines, default=self.clock() + LOOP_SECONDS) - self.clock()
         return max(0.0, min(LOOP_SECONDS, until))
 
@@ -162,6 +189,7 @@ class Supervisor:
         if action is Action.DRAIN:
             self.drain_deadline = now + self.drain_seconds
             self.kill_deadline = now + max(0.0, self.grace_seconds - KILL_MARGIN_SECONDS)
+            self.idle_stop_deadline = now + IDLE_STOP_SECONDS
             self.hooks.prepare_drain(deadline=self.wall_clock() + self.drain_seconds)
             self.hooks.event(
                 "info",
@@ -176,6 +204,8 @@ class Supervisor:
             self.drain_deadline = None
             if self.kill_deadline is None:
                 self.kill_deadline = now + max(5.0, self.grace_seconds - KILL_MARGIN_SECONDS)
+            if self.idle_stop_deadline is None:
+                self.idle_stop_deadline = now + IDLE_STOP_SECONDS
             self.hooks.event("info", "fast shutdown: evicting running jobs back to their queues")
             self._signal_master(signal.SIGQUIT)
         elif action is Action.KILL:

@@ -68,6 +68,13 @@ def test_bind_mounted_repos_are_probed_and_advertised(pilots: Pilots, tmp_path: 
         {"CVMFSEXEC_REPOS": "missing.example.org"},
         volumes=[(root, "/cvmfs", "ro")],
     )
+    # The startd cron job publishes the probe's findings a little after the slot
+    # first appears (later still on a busy host): wait for them, never read once.
+    pilot.wait_for_slot(
+        timeout=120,
+        extra="OSPOOL_EP_CVMFS_PROBLEMS =!= undefined"
+        " && HAS_CVMFS_missing_example_org =!= undefined",
+    )
     ad = pilot.pslot()
     assert ad["OSPOOL_EP_CVMFS_MODE"] == "bind"
     assert ad["OSPOOL_EP_CVMFS_PROBLEMS"] == (

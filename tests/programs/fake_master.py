@@ -63,6 +63,11 @@ def main() -> int:
     parser.add_argument("--orphan-lives", type=float, help="leave an orphan living this long")
     parser.add_argument("--child-lives", type=float, help="start a child living this long")
     parser.add_argument("--child-pid", type=Path, help="where the orphan or child writes its pid")
+    parser.add_argument(
+        "--starter-lives",
+        type=float,
+        help="run a child named condor_starter this long: the pilot is running a job",
+    )
     args = parser.parse_args()
 
     if args.status_to:
@@ -74,6 +79,13 @@ def main() -> int:
     if args.child_lives is not None:
         child = subprocess.Popen(["/bin/sleep", str(args.child_lives)])
         write_atomically(args.child_pid, f"{child.pid}\n")
+    if args.starter_lives is not None:
+        # The supervisor tells a busy pilot from an idle one by a condor_starter below
+        # the master; /proc's comm is the executable's file name.
+        starter = args.log.parent / "condor_starter"
+        starter.unlink(missing_ok=True)
+        starter.symlink_to("/bin/sleep")
+        subprocess.Popen([str(starter), str(args.starter_lives)])
     signal.pthread_sigmask(signal.SIG_BLOCK, REPORTED)
     args.log.touch()
     write_atomically(args.ready, f"{os.getpid()}\n")
