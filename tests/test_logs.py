@@ -14,7 +14,9 @@ import json
 import os
 import socket
 import stat
+import tempfile
 import threading
+import traceback
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -811,16 +813,43 @@ def test_logs_rotated_again_and_again_before_they_were_read_are_dropped_with_a_w
     assert numbers == sorted(set(numbers))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
-def test_an_unreadable_log_is_warned_about_once_and_retried(logs: Logs) -> None:
-    """EACCES: one warning naming the file; when it is readable again it is followed."""
-    logs.write("StartLog", "hello\n")
-    (logs.dir / "StartLog").chmod(0)
-    assert [logs.tailer.pump() for _ in range(3)] == [0, 0, 0]
-    [warning] = logs.warnings()
-    assert warning["file"] == str(logs.dir / "StartLog")
-    (logs.dir / "StartLog").chmod(0o644)
-    assert logs.tailer.pump() == 1
+def test_an_unreadable_log_is_warned_about_once_and_retried() -> None:
+    """EACCES: one warning naming the file; when it is readable again it is followed.
+
+    Root reads a file whatever its mode, so as root this runs in a child
+    process that has become ``nobody``, in a directory of its own.
+    """
+
+    def check() -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            logs = Logs(Path(scratch) / "log")
+            logs.write("StartLog", "hello\n")
+            (logs.dir / "StartLog").chmod(0)
+            assert [logs.tailer.pump() for _ in range(3)] == [0, 0, 0]
+            [warning] = logs.warnings()
+            assert warning["file"] == str(logs.dir / "StartLog")
+            assert "Permission denied" in str(warning["msg"])
+            (logs.dir / "StartLog").chmod(0o644)
+            assert logs.tailer.pump() == 1
+            assert logs.lines() == ["hello"]
+
+    if os.geteuid() != 0:
+        check()
+        return
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            check()
+        except BaseException:  # everything is reported, then the child ends
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the check failed as nobody (stderr above)"
 
 
 def test_a_log_directory_that_is_itself_a_fifo_or_a_file_is_not_an_error(tmp_path: Path) -> None:
