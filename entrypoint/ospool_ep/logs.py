@@ -3,8 +3,10 @@
 :class:`Emitter` writes one line per event, as text or as one JSON object, after
 :func:`redact` has removed anything token-shaped. :class:`LogTailer` follows
 HTCondor's daemon logs in the ``LOG`` directory across rotation and hands their
-complete lines to an emitter. Nothing here raises for a broken output stream or
-a log file that comes and goes: losing the log must never stop the pilot.
+complete lines to an emitter, within a byte and a line budget per pump, never
+opening anything but a regular file (SPEC 7.5). Nothing here raises for a
+broken output stream or a log file that comes and goes, and nothing blocks:
+losing the log must never stop or freeze the pilot.
 """
 
 from __future__ import annotations
@@ -405,6 +407,9 @@ class LogTailer:
         for name in [n for n in self._files if n not in kept]:
             self._retire(self._files.pop(name))
         self._warned = {w for w in self._warned if w[0] in listed}
+        for gone in [n for n in self._gap_warned if n not in listed]:
+            del self._gap_warned[gone]
+            self._gap_skipped.pop(gone, None)
 
     def _update(self, name: str, st: os.stat_result) -> None:
         identity = (st.st_dev, st.st_ino)
@@ -629,7 +634,7 @@ class LogTailer:
         self._gap_warned[name] = now
         self._emitter.event(
             "warning",
-            f"log {name} grows faster than it can be streamed: lines skipped",
+            f"log {name} is too far ahead of the stream: skipped to its end, lines lost",
             file=str(followed.path),
             skipped_bytes=total,
             max_lag_bytes=self._max_lag,
