@@ -41,6 +41,18 @@ SECURITY = [
     "ALL",
 ]
 
+LOGGING = {
+    "docker": [
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=50m",
+        "--log-opt",
+        "max-file=4",
+    ],
+    "podman": ["--log-opt", "max-size=200m"],
+}
+
 
 def build(
     text: str, engine: str, *, facts: lc.HostFacts | None = None, name: str = "ospool-ep"
@@ -93,6 +105,7 @@ def test_the_default_command_in_full(engine: str) -> None:
         "16384",
         "--ulimit",
         "nofile=2048:2048",
+        *LOGGING[engine],
         *SECURITY,
         "-v",
         "/etc/osg/ospool-ep.tkn:/etc/condor/tokens-orig.d/flock.opensciencegrid.org:ro",
@@ -240,6 +253,37 @@ def test_only_the_pilots_variables_reach_the_container() -> None:
     names = {value.split("=", 1)[0] for value in values(argv, "-e")}
     assert names == {"GLIDEIN_Site", "GLIDEIN_ResourceName", "NUM_CPUS"}
     assert "--env-file" not in argv
+
+
+def test_the_engines_log_of_the_pilot_is_capped_in_size() -> None:
+    """The pilot streams its daemons' logs to stdout: the engine's copy must not fill the disk.
+
+    docker: json-file named explicitly (its journald driver refuses a size),
+    at most 4 files of 50 MB; podman: max-size for k8s-file, the driver left
+    as the host chose (journald has its own bounds).
+    """
+    docker = options(build("", "docker").argv)
+    podman = options(build("", "podman").argv)
+    assert [p for p in docker if p[0].startswith("--log")] == [
+        ("--log-driver", "json-file"),
+        ("--log-opt", "max-size=50m"),
+        ("--log-opt", "max-file=4"),
+    ]
+    assert [p for p in podman if p[0].startswith("--log")] == [("--log-opt", "max-size=200m")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "extra",
+    ["--log-driver journald", "--log-driver=fluentd", "--log-opt tag=ep", "--log-opt=max-size=1g"],
+)
+def test_a_site_that_chooses_its_own_logging_gets_none_of_ours(engine: str, extra: str) -> None:
+    """A log driver or option in CONTAINER_EXTRA_ARGS replaces ours: ours might not be
+    valid for that driver (docker: "unknown log opt 'max-size' for journald")."""
+    argv = build(f"CONTAINER_EXTRA_ARGS={extra}\n", engine).argv
+    ours = [w for w in argv[: -1 - len(extra.split())] if w.startswith("--log")]
+    assert ours == []
+    assert argv[-1 - len(extra.split()) : -1] == tuple(extra.split())
 
 
 def test_extra_args_go_just_before_the_image() -> None:

@@ -68,6 +68,33 @@ DEFAULT_STOP_TIMEOUT = DEFAULT_GRACE_SECONDS + STOP_MARGIN_SECONDS
 ENGINE_SLACK_SECONDS = 30
 """Time ``docker/podman stop`` itself needs beyond its timeout (kill, remove)."""
 
+# The pilot streams its daemons' logs to stdout (SPEC 7.3), up to ~30 GB a day
+# if a daemon runs away (logs.MAX_PUMP_BYTES), so the engine's copy must be
+# capped or it fills the host's disk.
+# - docker: the json-file driver, set explicitly, because docker refuses a
+#   size option for a driver without one ("unknown log opt 'max-size' for
+#   journald log driver") and a daemon.json may name another default; it
+#   rotates within max-file files: at most 200 MB kept, 150 MB after a rotation.
+# - podman: only max-size (podman run(1), --log-opt). It bounds the k8s-file
+#   driver (json-file is its alias), which has no max-file: conmon starts the
+#   file afresh when it is full. The driver is left as the host chose: the
+#   default on systemd hosts is journald, which takes no size option from podman
+#   (it ignores this one) and is bounded by journald.conf's SystemMaxUse.
+# A CONTAINER_EXTRA_ARGS that names a log driver or log option gets none of
+# these: the site's choice stands, and ours might not be valid for its driver.
+LOG_OPTIONS = {
+    "docker": (
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=50m",
+        "--log-opt",
+        "max-file=4",
+    ),
+    "podman": ("--log-opt", "max-size=200m"),
+}
+_LOG_FLAGS = ("--log-driver", "--log-opt")
+
 SECURITY_OPTIONS = (
     "--device",
     "/dev/fuse",
@@ -119,6 +146,7 @@ def run_command(config: LaunchConfig, *, engine: str, name: str, facts: HostFact
     argv += ["--stop-timeout", str(timeout)]
     argv += ["--label", f"{CONFIG_LABEL}={config.source}"]
     argv += _limits(config)
+    argv += _log_options(config, engine=engine)
     argv += SECURITY_OPTIONS
     if config.get("APPARMOR_PROFILE"):
         argv += ["--security-opt", f"apparmor={config.get('APPARMOR_PROFILE')}"]
@@ -167,6 +195,13 @@ def _limits(config: LaunchConfig) -> list[str]:
     if nofile:
         out += ["--ulimit", f"nofile={nofile}:{nofile}"]
     return out
+
+
+def _log_options(config: LaunchConfig, *, engine: str) -> list[str]:
+    for word in config.extra_args():
+        if word.split("=", 1)[0] in _LOG_FLAGS:
+            return []  # the site chose its own logging
+    return list(LOG_OPTIONS.get(engine, ()))
 
 
 def _mounts(config: LaunchConfig) -> list[str]:

@@ -11,6 +11,9 @@ seconds, how the hooks answer, and two output files:
 - ``outcome``: the Outcome (code, reason) plus the final state, the event
   history and the driver's children left after the run (zombies included).
 
+Optional: ``log_dir`` makes the supervisor pump a real ``LogTailer`` on that
+directory once per loop, as ``ospool-ep run`` does, its JSON lines on stdout.
+
 The driver exits with the outcome's code, as ``ospool-ep run`` does.
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ospool_ep.lifecycle import State
+from ospool_ep.logs import Emitter, LogTailer
 from ospool_ep.supervise import Supervisor, block_signals
 
 
@@ -100,14 +104,21 @@ def main() -> int:
         # Observer before Supervisor.run(); the thread inherits the mask.
         block_signals()
         threading.Thread(target=threading.Event().wait, name="observer", daemon=True).start()
+    tailer = None
+    if config.get("log_dir"):
+        emitter = Emitter(fmt="json", stream=sys.stdout)
+        tailer = LogTailer(log_dir=Path(config["log_dir"]), emitter=emitter)
     supervisor = Supervisor(
         command=config["command"],
         environment=config["environment"],
         grace_seconds=config["grace_seconds"],
         drain_seconds=config["drain_seconds"],
         hooks=hooks,
+        pump_logs=tailer.pump if tailer else lambda: None,
     )
     outcome = supervisor.run()
+    if tailer:
+        tailer.close()
     write_atomically(
         Path(config["outcome"]),
         {
