@@ -16,6 +16,7 @@ from ospool_ep.classad_text import (
     boolean_expression_error,
     config_unsafe_reason,
     expression_error,
+    expression_fix,
 )
 
 
@@ -29,6 +30,8 @@ class Invalid(ValueError):
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+# An IPv6 zone is an interface name: Linux allows at most 15 bytes (IFNAMSIZ - 1).
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _PROJECT = re.compile(r"^[A-Za-z0-9._-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPO = re.compile(r"^[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]$")
@@ -97,7 +100,8 @@ def parse_expression(raw: str) -> str:
     if error:
         raise Invalid(
             f"{shown(value)} {error}",
-            "give one ClassAd boolean expression on one line, e.g. "
+            expression_fix(error)
+            or "give one ClassAd boolean expression on one line, e.g. "
             'TARGET.ProjectName == "MyProject"',
         )
     return value
@@ -113,14 +117,29 @@ def parse_project_name(raw: str) -> str:
     return value
 
 
+def _parse_ipv6_literal(text: str) -> str:
+    """``[addr]`` or ``[addr%zone]`` with a plain interface name as zone (RFC 6874 names
+    the zone; Python's ``ipaddress`` accepts any text after ``%``, HTCondor config not)."""
+    address, percent, zone = text[1:-1].partition("%")
+    # "%25eth0" is RFC 6874's URI spelling of "%eth0"; HTCondor reads no URI escapes.
+    uri_escaped = zone.startswith("25") and len(zone) > 2
+    if percent and (uri_escaped or not _ZONE.fullmatch(zone)):
+        raise Invalid(
+            f"{shown(text)} has an invalid zone (interface) after '%'",
+            "write the interface name as it is, e.g. [fe80::1%eth0] "
+            "(letters, digits, '.', '_', '-', at most 15 characters; no %25 escape)",
+        )
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
+    return text
+
+
 def parse_host(text: str) -> str:
-    """A DNS name or an IP address literal (IPv6 in brackets)."""
+    """A DNS name or an IP address literal (IPv6 in brackets, optionally with a zone)."""
     if text.startswith("[") and text.endswith("]"):
-        try:
-            ipaddress.IPv6Address(text[1:-1])
-        except ValueError:
-            raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
-        return text
+        return _parse_ipv6_literal(text)
     try:
         ipaddress.IPv4Address(text)
     except ValueError:

@@ -45,6 +45,8 @@ POOL_NAMES = ("ospool", "prod-ospool", "itb-ospool", "prod-path-facility", "dev-
 """The pool names the pilot knows (pools.POOL_NAMES)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The pilot's IPv6 zone rule (env_values._ZONE): an interface name, IFNAMSIZ - 1 bytes.
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PROJECT = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -174,10 +176,18 @@ def project_name(value: str) -> None:
 
 
 def host(text: str) -> None:
-    """A DNS name or an IP address literal (IPv6 in brackets)."""
+    """A DNS name or an IP address literal (IPv6 in brackets, optionally ``%zone``)."""
     if text.startswith("[") and text.endswith("]"):
+        address, percent, zone = text[1:-1].partition("%")
+        uri_escaped = zone.startswith("25") and len(zone) > 2
+        if percent and (uri_escaped or not _ZONE.fullmatch(zone)):
+            raise Invalid(
+                f"{shown(text)} has an invalid zone (interface) after '%'",
+                "write the interface name as it is, e.g. [fe80::1%eth0] "
+                "(letters, digits, '.', '_', '-', at most 15 characters; no %25 escape)",
+            )
         try:
-            ipaddress.IPv6Address(text[1:-1])
+            ipaddress.IPv6Address(address)
         except ValueError:
             raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
         return
