@@ -46,7 +46,7 @@ def _loaded_library(stem: str) -> str:
     """The path of the shared library ``stem*`` this process has mapped."""
     for line in Path("/proc/self/maps").read_text().splitlines():
         path = line.split(maxsplit=5)[-1]
-        if os.path.basename(path).startswith(stem):
+        if Path(path).name.startswith(stem):
             return path
     raise SystemExit(f"htcondor_knobs: no {stem}* library is loaded by htcondor2")
 

@@ -704,3 +704,61 @@ def test_random_lines_from_dangerous_pieces_never_get_past_into_other_knobs(
     assert set(params) - set(baseline) == {a.name.upper() for a in result}
     for attribute in result:
         assert params[attribute.name.upper()] == attribute.expression
+
+
+# --- the deny list against HTCondor itself --------------------------------------------------
+
+KNOB_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "htcondor_knobs.py"
+KNOB_FILE = Path(attributes.__file__).with_name("htcondor_knobs.txt")
+
+
+def test_the_shipped_knob_list_holds_every_setting_of_the_installed_htcondor() -> None:
+    """``htcondor_knobs.txt`` lists every name of the installed HTCondor's param table and
+    its own macros (read through its library, in a subprocess); regenerate it with
+    ``scripts/htcondor_knobs.py --write`` when an HTCondor upgrade adds names."""
+    pytest.importorskip("htcondor2")
+    done = subprocess.run(
+        [sys.executable, str(KNOB_SCRIPT), "--check", str(KNOB_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_name_htcondor_reads_from_the_pilots_rendered_config_is_denied(
+    tmp_path: Path,
+) -> None:
+    """Every setting HTCondor sees in the pilot's own trees (metaknobs such as
+    ``use POLICY : Hold_If_Memory_Exceeded`` expanded, each template branch rendered) is
+    denied, so no accepted attribute can redefine one. HTCondor reads ``STARTD.X`` for
+    the startd before ``X``, and an attribute name cannot contain '.', so the part after
+    the dot is what must be denied."""
+    pytest.importorskip("htcondor2")
+    from ospool_ep import render as render_module
+    from ospool_ep.apptainer import ApptainerTest
+    from ospool_ep.gpus import GpuReport
+    from ospool_ep.settings import Settings
+    from test_render import make_plan
+
+    settings = Settings(
+        site="S", resource_name="R", project_name="P", itb=True, singularity_bind_extra=("/a",)
+    )
+    plans = [
+        make_plan(settings),
+        make_plan(
+            settings,
+            gpus=GpuReport(ids=("GPU-0",), opencl_vendors="/etc/OpenCL/vendors"),
+            apptainer=ApptainerTest(path="/usr/bin/apptainer", version="1.4", detail="d"),
+        ),
+    ]
+    seen: set[str] = set()
+    for index, plan in enumerate(plans):
+        tree = tmp_path / f"tree{index}"
+        files = render_module.render_files(plan, config_dir=tree)
+        render_module.write_tree(files, output=tree)
+        seen |= set(htcondor_params((tree / "condor_config").read_text(), tree))
+    names = {name.rsplit(".", 1)[-1] for name in seen}
+    assert len(names) > 1000, "HTCondor's own defaults come back too"
+    assert sorted(n for n in names if not attributes._name_policy_reasons(n)) == []

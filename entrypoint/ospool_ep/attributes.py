@@ -67,7 +67,8 @@ CONFIG_KEYWORDS: frozenset[str] = _words(
 )
 
 STARTD_PUBLISHED: frozenset[str] = _words(
-    # Attributes the startd puts into the machine ad itself (HTCondor manual, "Machine ClassAd Attributes",
+    # Attributes the startd puts into the machine ad itself (HTCondor manual,
+    # "Machine ClassAd Attributes",
     # docs/classad-attributes/machine-classad-attributes.rst). Redefining one
     # would either be ignored or silently change matchmaking. The Cloud*
     # attributes are left to sites: HTCondor publishes them only when
@@ -149,7 +150,7 @@ UNTABLED_KNOBS: frozenset[str] = _words(
     # knobs and policy expressions, and what the pilot's policy templates set.
     """
     CONDOR_HOST CONDOR_IDS CONDOR_CONFIG RANK MAXJOBRETIREMENTTIME MEMORY DISK NUM_SLOTS
-    RESERVED_DISK GPU_DISCOVERY_EXTRA CRED_STORE_DIR SHARE TILDE MAX_NUM_DEFAULT_LOG
+    RESERVED_DISK GPU_DISCOVERY_EXTRA CRED_STORE_DIR SHARE TILDE MAX_NUM_DEFAULT_LOG SECURITY_MODEL
     DAEMON_SHUTDOWN DAEMON_SHUTDOWN_FAST
     WANT_HOLD WANT_HOLD_REASON WANT_HOLD_SUBCODE MEMORY_EXCEEDED DISK_EXCEEDED
     HOLD_REASON_MEMORY_EXCEEDED HOLD_REASON_DISK_EXCEEDED
@@ -200,7 +201,12 @@ PILOT_PUBLISHED_FAMILIES: tuple[re.Pattern[str], ...] = tuple(
     # attributes (cvmfs_probe: HAS_CVMFS_<repo>, CVMFS_<repo>_REVISION/_NIOERR) and
     # the job image's OS attributes (SPEC 6.2: OSG_OS_*).
     re.compile(pattern, re.IGNORECASE)
-    for pattern in (r"OSPOOL_EP_\w+", r"HAS_CVMFS_\w+", r"CVMFS_\w+_(REVISION|NIOERR)", r"OSG_OS_\w+")
+    for pattern in (
+        r"OSPOOL_EP_\w+",
+        r"HAS_CVMFS_\w+",
+        r"CVMFS_\w+_(REVISION|NIOERR)",
+        r"OSG_OS_\w+",
+    )
 )
 
 _RESERVED_UPPER = frozenset(w.upper() for w in RESERVED_WORDS)

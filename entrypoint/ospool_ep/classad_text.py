@@ -91,9 +91,10 @@ def _outside_quotes(text: str) -> str:
 def _parsed(text: str) -> object | None:
     """The library's tree for ``text``, or None if it cannot parse it."""
     try:
-        return classad2.ExprTree(text)
+        tree: object = classad2.ExprTree(text)
     except LIBRARY_ERRORS:
         return None
+    return tree
 
 
 def _evaluates(tree: object) -> bool:
@@ -124,15 +125,17 @@ def expression_error(text: str) -> str | None:
     # has evaluated any record ("[a = 1]") the same text, and "07", fail to parse.
     if _LEADING_ZERO.search(_outside_quotes(text)):
         return _LEADING_ZERO_REASON
+    return _library_error(text)
+
+
+def _library_error(text: str) -> str | None:
+    """Why HTCondor's ClassAd library cannot use ``text`` (checked safe and short), or None."""
     if _parsed(text) is None or _parsed(f"({text})") is None:
         return "is not a valid ClassAd expression"
-    nested = "(" * HEADROOM_LEVELS + text + ")" * HEADROOM_LEVELS
-    tree = _parsed(nested)
+    tree = _parsed("(" * HEADROOM_LEVELS + text + ")" * HEADROOM_LEVELS)
     if tree is None:
         return _TOO_DEEP
-    if not _evaluates(tree):
-        return _TOO_BIG
-    return None
+    return None if _evaluates(tree) else _TOO_BIG
 
 
 def boolean_expression_error(text: str) -> str | None:

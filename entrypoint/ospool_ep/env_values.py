@@ -38,7 +38,7 @@ _REPO = re.compile(r"^[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]$")
 # cvmfs's proxy syntax: groups split by ';', load-balanced proxies by '|',
 # each a URL, DIRECT or auto. default.local is sourced by a shell: keep it tame.
 _CVMFS_PROXY = re.compile(r"^[A-Za-z0-9.:/_;|@\[\]%-]+$")
-_WALLTIME = re.compile(r"^(?:(?:(?P<d>\d+)-)?(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+_WALLTIME = re.compile(r"^(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)$")
 
 
 def shown(value: str, limit: int = 60) -> str:
@@ -58,7 +58,7 @@ def parse_bool(raw: str) -> bool:
 
 def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str = "") -> int:
     text = raw.strip()
-    if not re.fullmatch(r"[+-]?\d+", text):
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
         raise Invalid(f"{shown(raw)} is not a whole number", f"use an integer {unit}".rstrip())
     value = int(text)
     if value < minimum or (maximum is not None and value > maximum):
@@ -69,7 +69,7 @@ def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str =
 
 def parse_number(raw: str, *, minimum: float, unit: str = "") -> float:
     text = raw.strip()
-    if not re.fullmatch(r"\d+(\.\d+)?", text):
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         raise Invalid(f"{shown(raw)} is not a number", f"use a number >= {minimum} {unit}".rstrip())
     value = float(text)
     if value < minimum:
@@ -153,7 +153,7 @@ def parse_host(text: str) -> str:
 
 def parse_host_port(raw: str, *, port_required: bool = False) -> tuple[str, int | None]:
     text = raw.strip()
-    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?", text)
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?", text)
     if not match:
         raise Invalid(f"{shown(text)} is not host[:port]", "write host or host:port")
     host = parse_host(match.group(1))
@@ -289,7 +289,7 @@ def parse_walltime(raw: str) -> int:
         seconds = ((days * 24 + hours) * 60 + int(match["m"])) * 60 + int(match["s"])
         if seconds > 0:
             return seconds
-    elif re.fullmatch(r"\d+", text) and int(text) > 0:
+    elif re.fullmatch(r"[0-9]+", text) and int(text) > 0:
         return int(text)
     raise Invalid(
         f"{shown(text)} is not a walltime", "use seconds (> 0) or [[D-]HH:]MM:SS, e.g. 1-12:00:00"
