@@ -23,11 +23,13 @@ import pytest
 from ospool_ep import attributes
 from ospool_ep.attributes import (
     CONFIG_KEYWORDS,
-    DENIED_KNOBS,
-    DENIED_PREFIXES,
-    DENIED_SUFFIXES,
+    HTCONDOR_KNOBS,
+    PILOT_CONFIG,
+    PILOT_PUBLISHED,
     RESERVED_WORDS,
     STARTD_PUBLISHED,
+    STARTD_PUBLISHED_FAMILIES,
+    UNTABLED_KNOBS,
     ExtraAttribute,
     load_extra_attributes_file,
     parse_extra_attributes,
@@ -75,7 +77,8 @@ GOOD_VALUES = [
     '"ünïcödé text"',
     "42",
     "-1.5e3",
-    "0x1F",
+    "-0",
+    "1e309",
     "True",
     "false",
     "undefined",
@@ -177,33 +180,45 @@ BAD_LINES: list[tuple[str, str]] = [
     ("endif = 1", "configuration language"),
     ("Include = 1", "configuration language"),
     # attributes the startd or the pilot publishes
-    ("Cpus = 64", "publishes itself"),
-    ("requirements = True", "publishes itself"),
-    ('Name = "fake"', "publishes itself"),
-    ("GLIDEIN_ToDie = 0", "publishes itself"),
-    ("OSG_NODE_VALIDATED = True", "publishes itself"),
-    ("TotalSlotCpus = 1", "publishes itself"),
-    # knobs the pilot sets
-    ("START = True", "knob"),
-    ("start = true", "knob"),
-    ("NUM_CPUS = 64", "knob"),
-    ("Memory = 1000000", "knob"),
-    ("DAEMON_LIST = MASTER", "knob"),
-    ('TRUST_DOMAIN = "evil"', "knob"),
-    # reserved prefixes and suffixes
-    ('SEC_DEFAULT_AUTHENTICATION = "NEVER"', "prefix 'SEC_'"),
-    ('allow_write = "*"', "prefix 'ALLOW_'"),
-    ('STARTD_ATTRS = "x"', "prefix 'STARTD_'"),
-    ('SLOT_TYPE_1 = "cpus=1"', "prefix 'SLOT'"),
-    ('Singularity_Image = "x"', "prefix 'SINGULARITY'"),
-    ("glidein_extra = 1", "prefix 'GLIDEIN_'"),
-    ("USE_PID_NAMESPACES = False", "prefix 'USE_'"),
-    ("MAX_STARTD_LOG = 1", "prefix 'MAX_'"),
-    ('CCB_ADDRESS = "x"', "prefix 'CCB_'"),
-    ("HAS_CVMFS_oasis_opensciencegrid_org = True", "prefix 'HAS_CVMFS_'"),
-    ('EVENT_LOG = "x"', "suffix '_LOG'"),
-    ('ALL_DEBUG = "D_ALL"', "suffix '_DEBUG'"),
-    ("POLLING_INTERVAL = 1", "suffix '_INTERVAL'"),
+    ("Cpus = 64", "startd publishes"),
+    ("requirements = True", "startd publishes"),
+    ('Name = "fake"', "startd publishes"),
+    ("TotalSlotCpus = 1", "startd publishes"),
+    ("GLIDEIN_ToDie = 0", "pilot publishes"),
+    ("OSG_NODE_VALIDATED = True", "pilot publishes"),
+    ("HAS_CVMFS_oasis_opensciencegrid_org = True", "pilot publishes"),
+    ("OSPOOL_EP_PILOT_UUID = 1", "pilot publishes"),
+    ('GLIDEIN_SINGULARITY_BINDPATH = "/"', "pilot publishes"),
+    # HTCondor's own settings: its param table (case-insensitive) ...
+    ("START = True", "configuration setting"),
+    ("start = true", "configuration setting"),
+    ("NUM_CPUS = 64", "configuration setting"),
+    ("DAEMON_LIST = MASTER", "configuration setting"),
+    ('TRUST_DOMAIN = "evil"', "configuration setting"),
+    ("USE_PID_NAMESPACES = False", "configuration setting"),
+    ("MAX_STARTD_LOG = 1", "configuration setting"),
+    ('CCB_ADDRESS = "x"', "configuration setting"),
+    ('EVENT_LOG = "x"', "configuration setting"),
+    ('ALL_DEBUG = "D_ALL"', "configuration setting"),
+    ("RunBenchmarks = True", "configuration setting"),
+    ("STARTD_ATTRS = START", "configuration setting"),
+    # ... the ones it reads without listing them ...
+    ("Memory = 1000000", "configuration setting"),
+    ('CONDOR_HOST = "evil"', "configuration setting"),
+    ("WANT_HOLD = False", "configuration setting"),
+    ("MEMORY_EXCEEDED = False", "configuration setting"),
+    ("DAEMON_SHUTDOWN = True", "configuration setting"),
+    # ... and the families it composes
+    ('SEC_DEFAULT_AUTHENTICATION = "NEVER"', "permission level"),
+    ('allow_write = "*"', "permission level"),
+    ('STARTD_ENVIRONMENT = "X=1"', "pilot's daemons"),
+    ("STARTD_CRON_OSPOOL_EP_CVMFS_EXECUTABLE = 1", "pilot's daemons"),
+    ('SLOT_TYPE_1 = "cpus=1"', "slot layout"),
+    ("SLOT1_START = True", "slot layout"),
+    ("NUM_SLOTS_TYPE_1 = 8", "slot layout"),
+    ("MACHINE_RESOURCE_GPUs = 8", "custom machine resource"),
+    ('SINGULARITY_BIND_EXPR = "/etc"', "Apptainer"),
+    ('Singularity_Target_Dir = "/"', "Apptainer"),
     # values
     ("FOO = 1 # a note", "'#'"),
     ('FOO = "x" # a note', "'#'"),
@@ -214,6 +229,11 @@ BAD_LINES: list[tuple[str, str]] = [
     ('FOO = "unterminated', "not a valid ClassAd expression"),
     ("FOO = [a = 1", "not a valid ClassAd expression"),
     ("FOO == 1", "not a valid ClassAd expression"),
+    ("FOO = 0x1F", "leading zero"),
+    ("FOO = 007", "leading zero"),
+    ("FOO = " + " && ".join(["True"] * 600), "too long or deeply nested"),
+    ("FOO = " + "(" * 150 + "1" + ")" * 150, "nested too deeply"),
+    ("FOO = " + '"' + "x" * 9000 + '"', "characters allowed"),
     ("FOO = $(START)", "'$'"),
     ("FOO = $ENV(HOME)", "'$'"),
     ('FOO = "$RANDOM_INTEGER(1,9)"', "'$'"),
@@ -283,18 +303,18 @@ def test_every_problem_in_a_file_is_reported_at_once() -> None:
 
 
 def test_a_name_breaking_several_rules_names_all_of_them_in_one_failure() -> None:
-    """START is both a published attribute and a pilot knob: one FAIL says both."""
+    """START is both a published attribute and an HTCondor setting: one FAIL says both."""
     _, findings = parse("START = True")
     (failure,) = findings.failures
     assert "publishes itself" in failure.message
-    assert "knob" in failure.message
+    assert "configuration setting" in failure.message
 
 
 def test_a_continuation_line_is_not_joined_to_the_next_line() -> None:
     """HTCondor would glue the next line on; here both lines are judged, and both fail."""
     _, findings = parse("FOO = 1 \\\nSTART = True\n")
     assert "backslash" in fails_on(findings, 1)[0].message
-    assert "knob" in fails_on(findings, 2)[0].message
+    assert "configuration setting" in fails_on(findings, 2)[0].message
 
 
 def test_a_multi_line_string_is_refused_on_each_of_its_lines() -> None:
@@ -360,9 +380,10 @@ def test_the_reserved_words_are_exactly_the_ones_spec_5_4_lists() -> None:
 
 def test_every_denied_name_is_itself_a_well_formed_name() -> None:
     """A misspelled table entry (space, dot) would never match anything: none exist."""
-    for name in RESERVED_WORDS | CONFIG_KEYWORDS | STARTD_PUBLISHED | DENIED_KNOBS:
+    tables = RESERVED_WORDS | CONFIG_KEYWORDS | STARTD_PUBLISHED | UNTABLED_KNOBS
+    for name in tables | PILOT_PUBLISHED | PILOT_CONFIG | HTCONDOR_KNOBS:
         assert attributes._NAME.fullmatch(name), name
-    for fragment in DENIED_PREFIXES + DENIED_SUFFIXES:
+    for fragment in STARTD_PUBLISHED_FAMILIES:
         assert attributes._NAME.fullmatch(fragment.strip("_")), fragment
 
 
@@ -376,7 +397,7 @@ def test_every_denied_name_is_itself_a_well_formed_name() -> None:
      "LOG", "EXECUTE", "SPOOL", "LOCK", "RUN", "CONDOR_ADMIN", "PREEMPT", "SUSPEND", "CONTINUE",
      "KILL", "WANT_HOLD", "WANT_VACATE", "PERIODIC_CHECKPOINT", "MAXJOBRETIREMENTTIME",
      "IS_OWNER", "TRUST_DOMAIN", "UID_DOMAIN", "FILESYSTEM_DOMAIN", "NETWORK_HOSTNAME",
-     "NETWORK_INTERFACE", "STARTER_JOB_ENVIRONMENT", "USER_JOB_WRAPPER", "ENVIRONMENT",
+     "NETWORK_INTERFACE", "STARTER_JOB_ENVIRONMENT", "USER_JOB_WRAPPER",
      "SHARED_PORT_PORT", "STARTD_NOCLAIM_SHUTDOWN", "MASTER_DAEMON_SHUTDOWN", "DAEMON_SHUTDOWN",
      "SEC_TOKEN_DIRECTORY", "START_EXTRA", "OSPOOL_EP_UUID", "GPU_DISCOVERY_EXTRA",
      "MACHINE_RESOURCE_GPUs", "UPDATE_INTERVAL", "START_DAEMONS", "INCLUDE", "if"],
@@ -388,11 +409,15 @@ def test_what_the_spec_and_the_pilot_name_is_denied(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["KUBERNETES_NAMESPACE", "KUBERNETES_DEPLOYMENT", "SITE_RACK", "Institution", "HasInfiniband",
-     "OSG_INSTITUTION_ID", "NodePool", "_private", "x"],
+    ["KUBERNETES_NAMESPACE", "KUBERNETES_DEPLOYMENT", "KUBERNETES_POD_NAME", "SITE_RACK",
+     "Institution", "HasInfiniband", "OSG_INSTITUTION_ID", "NodePool", "_private", "x",
+     "GLIDEIN_Country", "GLIDEIN_Foo", "glidein_extra", "GLIDEIN_Site_Zone", "Country",
+     "StartdFlavor", "SlotOwner", "MaxWallTime_Site", "USE_MY_GPU", "NUM_RACKS"],
 )  # fmt: skip
 def test_ordinary_site_names_are_not_denied(name: str) -> None:
-    """The denylist leaves room for what sites actually advertise."""
+    """The denylist leaves room for what sites advertise: OSG's guide's own examples,
+    ``GLIDEIN_Country`` and other ``GLIDEIN_*`` names the pilot does not set, and names
+    that merely start like an HTCondor setting (SPEC 5.4: no guessing by prefix)."""
     assert attributes._name_policy_reasons(name) == []
 
 
@@ -679,3 +704,61 @@ def test_random_lines_from_dangerous_pieces_never_get_past_into_other_knobs(
     assert set(params) - set(baseline) == {a.name.upper() for a in result}
     for attribute in result:
         assert params[attribute.name.upper()] == attribute.expression
+
+
+# --- the deny list against HTCondor itself --------------------------------------------------
+
+KNOB_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "htcondor_knobs.py"
+KNOB_FILE = Path(attributes.__file__).with_name("htcondor_knobs.txt")
+
+
+def test_the_shipped_knob_list_holds_every_setting_of_the_installed_htcondor() -> None:
+    """``htcondor_knobs.txt`` lists every name of the installed HTCondor's param table and
+    its own macros (read through its library, in a subprocess); regenerate it with
+    ``scripts/htcondor_knobs.py --write`` when an HTCondor upgrade adds names."""
+    pytest.importorskip("htcondor2")
+    done = subprocess.run(
+        [sys.executable, str(KNOB_SCRIPT), "--check", str(KNOB_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_name_htcondor_reads_from_the_pilots_rendered_config_is_denied(
+    tmp_path: Path,
+) -> None:
+    """Every setting HTCondor sees in the pilot's own trees (metaknobs such as
+    ``use POLICY : Hold_If_Memory_Exceeded`` expanded, each template branch rendered) is
+    denied, so no accepted attribute can redefine one. HTCondor reads ``STARTD.X`` for
+    the startd before ``X``, and an attribute name cannot contain '.', so the part after
+    the dot is what must be denied."""
+    pytest.importorskip("htcondor2")
+    from ospool_ep import render as render_module
+    from ospool_ep.apptainer import ApptainerTest
+    from ospool_ep.gpus import GpuReport
+    from ospool_ep.settings import Settings
+    from test_render import make_plan
+
+    settings = Settings(
+        site="S", resource_name="R", project_name="P", itb=True, singularity_bind_extra=("/a",)
+    )
+    plans = [
+        make_plan(settings),
+        make_plan(
+            settings,
+            gpus=GpuReport(ids=("GPU-0",), opencl_vendors="/etc/OpenCL/vendors"),
+            apptainer=ApptainerTest(path="/usr/bin/apptainer", version="1.4", detail="d"),
+        ),
+    ]
+    seen: set[str] = set()
+    for index, plan in enumerate(plans):
+        tree = tmp_path / f"tree{index}"
+        files = render_module.render_files(plan, config_dir=tree)
+        render_module.write_tree(files, output=tree)
+        seen |= set(htcondor_params((tree / "condor_config").read_text(), tree))
+    names = {name.rsplit(".", 1)[-1] for name in seen}
+    assert len(names) > 1000, "HTCondor's own defaults come back too"
+    assert sorted(n for n in names if not attributes._name_policy_reasons(n)) == []

@@ -8,6 +8,12 @@ pilot already means (``START`` would replace the pilot's START policy, upstream'
 known hole), and a value may never be more than one ClassAd expression (a
 newline, trailing backslash or ``$(`` would add or alter other knobs).
 
+Denied are exactly the names that would change the pilot (SPEC 5.4): HTCondor's
+own settings (its param table, shipped as ``htcondor_knobs.txt``, plus the few it
+reads without listing and the families it composes), the attributes the startd
+and the pilot publish, and ClassAd's reserved words. Everything else a site may
+publish, ``GLIDEIN_Country`` and ``KUBERNETES_NAMESPACE`` included.
+
 :func:`parse_extra_attributes` is pure: the caller passes the text.
 :func:`load_extra_attributes_file` is the one I/O helper that reads the mount.
 """
@@ -19,9 +25,10 @@ import re
 import stat
 import unicodedata
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from ospool_ep.classad_text import expression_error
+from ospool_ep.classad_text import expression_error, expression_fix
 from ospool_ep.findings import Findings
 
 
@@ -60,8 +67,8 @@ CONFIG_KEYWORDS: frozenset[str] = _words(
 )
 
 STARTD_PUBLISHED: frozenset[str] = _words(
-    # Attributes the startd (or the pilot, SPEC 6.2, 9.3) puts into the machine
-    # ad itself (HTCondor manual, "Machine ClassAd Attributes",
+    # Attributes the startd puts into the machine ad itself (HTCondor manual,
+    # "Machine ClassAd Attributes",
     # docs/classad-attributes/machine-classad-attributes.rst). Redefining one
     # would either be ignored or silently change matchmaking. The Cloud*
     # attributes are left to sites: HTCondor publishes them only when
@@ -108,95 +115,12 @@ STARTD_PUBLISHED: frozenset[str] = _words(
     MaxClaimTime Offline PreemptingOwner PreemptingRank PreemptingUser PslotRollupInformation
     RemoteProject RemoteScheddName SingularityUserNamespaces SlotBrokenCode SlotBrokenReason
     VMOfflineReason VMOfflineTime WindowsBuildNumber WindowsMajorVersion WindowsMinorVersion
-    GLIDEIN_Site GLIDEIN_ResourceName GLIDEIN_ToRetire GLIDEIN_ToDie
-    ACCEPT_JOBS_FOR_HOURS ACCEPT_IDLE_MINUTES IsOsgVoContainer OSG_NODE_VALIDATED Is_ITB_Site
-    HAS_SINGULARITY OSG_SINGULARITY_VERSION
     """
 )
 
-DENIED_KNOBS: frozenset[str] = _words(
-    # HTCondor knobs that the pilot sets or whose change alters what the pilot
-    # offers, accepts, trusts or where it writes (manual, "Configuration Macros").
-    """
-    START RANK PREEMPT SUSPEND CONTINUE KILL WANT_HOLD WANT_HOLD_REASON WANT_HOLD_SUBCODE
-    WANT_VACATE WANT_SUSPEND PERIODIC_CHECKPOINT MAXJOBRETIREMENTTIME IS_OWNER
-    CLAIM_WORKLIFE KILLING_TIMEOUT MACHINE_MAX_VACATE_TIME MEMORY_EXCEEDED DISK_EXCEEDED
-    SUSPEND_VANILLA CONTINUE_VANILLA PREEMPT_VANILLA KILL_VANILLA WANT_SUSPEND_VANILLA
-    WANT_VACATE_VANILLA IS_VALID_CHECKPOINT_PLATFORM
-    NUM_CPUS MEMORY DISK RESERVED_MEMORY RESERVED_DISK RESERVED_SWAP
-    DAEMON_LIST CONDOR_HOST COLLECTOR_HOST CONDOR_ADMIN CONDOR_IDS CONDOR_CONFIG
-    LOCAL_DIR LOG EXECUTE SPOOL LOCK RUN TMP_DIR RELEASE_DIR BIN SBIN LIB LIBEXEC ETC SHARE
-    CRED_STORE_DIR
-    INCLUDE LOCAL_CONFIG_FILE LOCAL_CONFIG_DIR REQUIRE_LOCAL_CONFIG_FILE
-    TRUST_DOMAIN UID_DOMAIN FILESYSTEM_DOMAIN DEFAULT_DOMAIN_NAME NO_DNS
-    NETWORK_HOSTNAME NETWORK_INTERFACE BIND_ALL_INTERFACES PRIVATE_NETWORK_NAME
-    PRIVATE_NETWORK_INTERFACE TCP_FORWARDING_HOST HIGHPORT LOWPORT IN_HIGHPORT IN_LOWPORT
-    OUT_HIGHPORT OUT_LOWPORT WANT_UDP_COMMAND_SOCKET
-    STARTER_JOB_ENVIRONMENT USER_JOB_WRAPPER ENVIRONMENT JOB_RENICE_INCREMENT
-    ASSIGN_CPU_AFFINITY BASE_CGROUP MOUNT_UNDER_SCRATCH MOUNT_PRIVATE_DEV_SHM
-    EXECUTE_LOGIN_IS_DEDICATED DEDICATED_EXECUTE_ACCOUNT_REGEXP ENCRYPT_EXECUTE_DIRECTORY
-    CONSOLE_DEVICES RUNBENCHMARKS CREATE_CORE_FILES ABORT_ON_EXCEPTION MAIL
-    FULL_HOSTNAME HOSTNAME IP_ADDRESS TILDE SUBSYSTEM LOCALNAME USERNAME
-    START_EXTRA OSG_PROJECT_NAME OSG_SQUID_LOCATION OSG_SITE_NAME RETIREMENT_HOURS POOL ITB TOKEN
-    TOKEN_DIR EXTRA_ATTRIBUTES_FILE EXTRA_JOB_ENV MEMORY_OVERHEAD_MB MIN_DISK_GB
-    SHUTDOWN_GRACE_SECONDS LOG_FORMAT METRICS_PORT TOPOLOGY_CHECK
-    """
-    # The last three rows are the pilot's own inputs (SPEC 4.1): the renderer may
-    # define them as macros, so an attribute must not shadow them.
-)
-
-DENIED_PREFIXES: tuple[str, ...] = (
-    # Knob families (security, daemons, slots, networking, containers, GPUs,
-    # custom resources) and the pilot's own attribute families. Longest first is
-    # not needed: any match denies.
-    "SEC_",
-    "ALLOW_",
-    "DENY_",
-    "START_",
-    "STARTD_",
-    "STARTER_",
-    "MASTER_",
-    "SHARED_PORT_",
-    "PROCD_",
-    "SLOT",
-    "NUM_",
-    "CCB_",
-    "COLLECTOR_",
-    "NEGOTIATOR_",
-    "SCHEDD_",
-    "DAEMON_",
-    "CONDOR_",
-    "USE_",
-    "MAX_",
-    "ENABLE_",
-    "UPDATE_",
-    "NETWORK_",
-    "AUTH_",
-    "SSL_",
-    "SCITOKENS_",
-    "CGROUP_",
-    "JOB_",
-    "WANT_",
-    "DETECTED_",
-    "MACHINE_RESOURCE_",
-    "OFFLINE_",
-    "GPU_",
-    "ENVIRONMENT",
-    "DOCKER",
-    "SINGULARITY",
-    "APPTAINER",
-    "HIBERNAT",
-    "VM_",
-    "BACKFILL",
-    "PREEN",
-    "BENCHMARKS_",
-    "GLIDEIN_",
-    "CVMFS",
-    "HAS_CVMFS_",
-    "OSPOOL",
-    "PILOT_",
-    "NOTIFY_",
-    # Attribute families the startd generates (statistics, child slots, GPUs).
+STARTD_PUBLISHED_FAMILIES: tuple[str, ...] = (
+    # Attribute families the startd generates (statistics, child slots, custom
+    # resources and GPUs: Total<Res>, Detected<Res>, Assigned<Res>, GPUs_<prop>).
     "Total",
     "Detected",
     "Child",
@@ -209,21 +133,88 @@ DENIED_PREFIXES: tuple[str, ...] = (
     "DeviceGPUs",
 )
 
-DENIED_SUFFIXES: tuple[str, ...] = (
-    # Per-daemon log, debug and timing knobs (<SUBSYS>_LOG, ALL_DEBUG,
-    # UPDATE_INTERVAL, NOT_RESPONDING_TIMEOUT, ...): the supervisor tails the logs.
-    "_LOG",
-    "_DEBUG",
-    "_INTERVAL",
-    "_TIMEOUT",
+
+def _knob_table() -> frozenset[str]:
+    """HTCondor's own settings (its param table and the macros it defines itself),
+    upper-cased: ``htcondor_knobs.txt``, generated by ``scripts/htcondor_knobs.py``."""
+    text = (resources.files("ospool_ep") / "htcondor_knobs.txt").read_text(encoding="ascii")
+    lines = (line.strip() for line in text.splitlines())
+    return frozenset(line.upper() for line in lines if line and not line.startswith("#"))
+
+
+HTCONDOR_KNOBS: frozenset[str] = _knob_table()
+
+UNTABLED_KNOBS: frozenset[str] = _words(
+    # Settings HTCondor reads that its param table does not list (HTCondor manual,
+    # "Configuration Macros"; checked against 25.14's table): the startd's core
+    # knobs and policy expressions, and what the pilot's policy templates set.
+    """
+    CONDOR_HOST CONDOR_IDS CONDOR_CONFIG RANK MAXJOBRETIREMENTTIME MEMORY DISK NUM_SLOTS
+    RESERVED_DISK GPU_DISCOVERY_EXTRA CRED_STORE_DIR SHARE TILDE MAX_NUM_DEFAULT_LOG SECURITY_MODEL
+    DAEMON_SHUTDOWN DAEMON_SHUTDOWN_FAST
+    WANT_HOLD WANT_HOLD_REASON WANT_HOLD_SUBCODE MEMORY_EXCEEDED DISK_EXCEEDED
+    HOLD_REASON_MEMORY_EXCEEDED HOLD_REASON_DISK_EXCEEDED
+    SUSPEND_VANILLA CONTINUE_VANILLA PREEMPT_VANILLA KILL_VANILLA WANT_SUSPEND_VANILLA
+    WANT_VACATE_VANILLA MACHINE_MAX_VACATE_TIME IS_VALID_CHECKPOINT_PLATFORM
+    EXECUTE_LOGIN_IS_DEDICATED DEDICATED_EXECUTE_ACCOUNT_REGEXP
+    """
+)
+
+COMPOSED_KNOBS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    # Settings HTCondor builds from a fixed part and a variable one, so no table
+    # lists them (HTCondor manual, "Configuration Macros"), each with what it is.
+    (re.compile(pattern, re.IGNORECASE), meaning)
+    for pattern, meaning in (
+        (r"(SEC|ALLOW|DENY|HOSTALLOW|HOSTDENY)_\w+", "a security setting per permission level"),
+        (
+            r"(MAX_)?(MASTER|STARTD|STARTER|SHARED_PORT|PROCD)_\w+",
+            "a per-daemon setting of the pilot's daemons, like STARTD_ARGS or STARTD_CRON_*",
+        ),
+        (r"(NUM_SLOTS_TYPE_\d+|SLOT_TYPE_\d+(_\w+)?|SLOT\d+_\w+)", "a slot layout setting"),
+        (
+            r"((OFFLINE_)?MACHINE_RESOURCE_\w+|ENVIRONMENT_(VALUE_)?FOR_\w+)",
+            "a custom machine resource setting (GPUs)",
+        ),
+        (r"SINGULARITY_\w+", "a setting of the jobs' Apptainer containment"),
+    )
+)
+
+PILOT_CONFIG: frozenset[str] = _words(
+    # What the pilot's templates (condor_config.d/) set that is neither in HTCondor's
+    # lists above nor published; tests/test_attributes.py renders every template
+    # branch and checks that HTCondor sees no name outside the denied ones.
+    "GLIDEIN_SINGULARITY_BINDPATH"
+)
+
+PILOT_PUBLISHED: frozenset[str] = _words(
+    # Machine-ad attributes the pilot publishes (SPEC 6.2, 9.3; render.py, templates).
+    """
+    GLIDEIN_Site GLIDEIN_ResourceName GLIDEIN_ToRetire GLIDEIN_ToDie
+    ACCEPT_JOBS_FOR_HOURS ACCEPT_IDLE_MINUTES IsOsgVoContainer OSG_NODE_VALIDATED Is_ITB_Site
+    OSG_PROJECT_NAME HAS_SINGULARITY OSG_SINGULARITY_VERSION
+    OSPool GLIDECLIENT_Group OSG_PROJECT_RESTRICTION START_EXTRA
+    """
+)
+
+PILOT_PUBLISHED_FAMILIES: tuple[re.Pattern[str], ...] = tuple(
+    # The pilot's own families: OSPOOL_EP_*, the CVMFS cron job's per-repository
+    # attributes (cvmfs_probe: HAS_CVMFS_<repo>, CVMFS_<repo>_REVISION/_NIOERR) and
+    # the job image's OS attributes (SPEC 6.2: OSG_OS_*).
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"OSPOOL_EP_\w+",
+        r"HAS_CVMFS_\w+",
+        r"CVMFS_\w+_(REVISION|NIOERR)",
+        r"OSG_OS_\w+",
+    )
 )
 
 _RESERVED_UPPER = frozenset(w.upper() for w in RESERVED_WORDS)
 _KEYWORDS_UPPER = frozenset(w.upper() for w in CONFIG_KEYWORDS)
-_PUBLISHED_UPPER = frozenset(w.upper() for w in STARTD_PUBLISHED)
-_KNOBS_UPPER = frozenset(w.upper() for w in DENIED_KNOBS)
-_PREFIXES_UPPER = tuple(p.upper() for p in DENIED_PREFIXES)
-_SUFFIXES_UPPER = tuple(s.upper() for s in DENIED_SUFFIXES)
+_STARTD_UPPER = frozenset(w.upper() for w in STARTD_PUBLISHED)
+_STARTD_FAMILIES_UPPER = tuple(f.upper() for f in STARTD_PUBLISHED_FAMILIES)
+_PILOT_UPPER = frozenset(w.upper() for w in PILOT_PUBLISHED | PILOT_CONFIG)
+_UNTABLED_UPPER = frozenset(w.upper() for w in UNTABLED_KNOBS)
 
 _SHOWN_MAX = 60
 _READ_LIMIT = 1024 * 1024
@@ -267,27 +258,25 @@ def _shown(text: str) -> str:
 
 
 def _name_policy_reasons(name: str) -> list[str]:
-    """Every rule of SPEC 5.4 that a well-formed ``name`` breaks (case-insensitive)."""
+    """Every rule of SPEC 5.4 that a well-formed ``name`` breaks (case-insensitive, as
+    HTCondor reads knob and attribute names)."""
     upper = name.upper()
     reasons: list[str] = []
     if upper in _RESERVED_UPPER:
         reasons.append("is a ClassAd reserved word or scope name")
     if upper in _KEYWORDS_UPPER:
         reasons.append("is a statement keyword of HTCondor's configuration language")
-    if upper in _PUBLISHED_UPPER:
-        reasons.append("is an attribute the startd or the pilot publishes itself")
-    if upper in _KNOBS_UPPER:
-        reasons.append("is an HTCondor configuration knob the pilot sets or depends on")
+    if upper in HTCONDOR_KNOBS or upper in _UNTABLED_UPPER:
+        reasons.append("is an HTCondor configuration setting")
     reasons.extend(
-        f"starts with the reserved prefix {prefix!r} (HTCondor knobs and attributes)"
-        for prefix, prefix_upper in zip(DENIED_PREFIXES, _PREFIXES_UPPER, strict=True)
-        if upper.startswith(prefix_upper)
+        f"is an HTCondor configuration setting ({meaning})"
+        for pattern, meaning in COMPOSED_KNOBS
+        if pattern.fullmatch(name)
     )
-    reasons.extend(
-        f"ends with the reserved suffix {suffix!r} (HTCondor daemon knobs)"
-        for suffix, suffix_upper in zip(DENIED_SUFFIXES, _SUFFIXES_UPPER, strict=True)
-        if upper.endswith(suffix_upper)
-    )
+    if upper in _STARTD_UPPER or upper.startswith(_STARTD_FAMILIES_UPPER):
+        reasons.append("is an attribute the startd publishes itself")
+    if upper in _PILOT_UPPER or any(p.fullmatch(name) for p in PILOT_PUBLISHED_FAMILIES):
+        reasons.append("is an attribute or setting the pilot publishes itself")
     return reasons
 
 
@@ -338,6 +327,8 @@ def _value_problem(name: str | None, value: str) -> _Problem | None:
         fix = f"give {example} a value, e.g. {example} = True, or delete the line"
     elif "$" in value:
         fix = "write the value out literally; macros are not expanded in extra attributes"
+    elif expression_fix(reason):
+        fix = expression_fix(reason) or ""
     elif reason.startswith("contains"):
         fix = "remove control characters, tabs, backslashes and invisible characters from the value"
     else:

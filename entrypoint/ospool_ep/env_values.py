@@ -16,6 +16,7 @@ from ospool_ep.classad_text import (
     boolean_expression_error,
     config_unsafe_reason,
     expression_error,
+    expression_fix,
 )
 
 
@@ -29,13 +30,15 @@ class Invalid(ValueError):
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+# An IPv6 zone is an interface name: Linux allows at most 15 bytes (IFNAMSIZ - 1).
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _PROJECT = re.compile(r"^[A-Za-z0-9._-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPO = re.compile(r"^[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]$")
 # cvmfs's proxy syntax: groups split by ';', load-balanced proxies by '|',
 # each a URL, DIRECT or auto. default.local is sourced by a shell: keep it tame.
 _CVMFS_PROXY = re.compile(r"^[A-Za-z0-9.:/_;|@\[\]%-]+$")
-_WALLTIME = re.compile(r"^(?:(?:(?P<d>\d+)-)?(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+_WALLTIME = re.compile(r"^(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)$")
 
 
 def shown(value: str, limit: int = 60) -> str:
@@ -55,7 +58,7 @@ def parse_bool(raw: str) -> bool:
 
 def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str = "") -> int:
     text = raw.strip()
-    if not re.fullmatch(r"[+-]?\d+", text):
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
         raise Invalid(f"{shown(raw)} is not a whole number", f"use an integer {unit}".rstrip())
     value = int(text)
     if value < minimum or (maximum is not None and value > maximum):
@@ -66,7 +69,7 @@ def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str =
 
 def parse_number(raw: str, *, minimum: float, unit: str = "") -> float:
     text = raw.strip()
-    if not re.fullmatch(r"\d+(\.\d+)?", text):
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         raise Invalid(f"{shown(raw)} is not a number", f"use a number >= {minimum} {unit}".rstrip())
     value = float(text)
     if value < minimum:
@@ -97,7 +100,8 @@ def parse_expression(raw: str) -> str:
     if error:
         raise Invalid(
             f"{shown(value)} {error}",
-            "give one ClassAd boolean expression on one line, e.g. "
+            expression_fix(error)
+            or "give one ClassAd boolean expression on one line, e.g. "
             'TARGET.ProjectName == "MyProject"',
         )
     return value
@@ -113,14 +117,29 @@ def parse_project_name(raw: str) -> str:
     return value
 
 
+def _parse_ipv6_literal(text: str) -> str:
+    """``[addr]`` or ``[addr%zone]`` with a plain interface name as zone (RFC 6874 names
+    the zone; Python's ``ipaddress`` accepts any text after ``%``, HTCondor config not)."""
+    address, percent, zone = text[1:-1].partition("%")
+    # "%25eth0" is RFC 6874's URI spelling of "%eth0"; HTCondor reads no URI escapes.
+    uri_escaped = zone.startswith("25") and len(zone) > 2
+    if percent and (uri_escaped or not _ZONE.fullmatch(zone)):
+        raise Invalid(
+            f"{shown(text)} has an invalid zone (interface) after '%'",
+            "write the interface name as it is, e.g. [fe80::1%eth0] "
+            "(letters, digits, '.', '_', '-', at most 15 characters; no %25 escape)",
+        )
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
+    return text
+
+
 def parse_host(text: str) -> str:
-    """A DNS name or an IP address literal (IPv6 in brackets)."""
+    """A DNS name or an IP address literal (IPv6 in brackets, optionally with a zone)."""
     if text.startswith("[") and text.endswith("]"):
-        try:
-            ipaddress.IPv6Address(text[1:-1])
-        except ValueError:
-            raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
-        return text
+        return _parse_ipv6_literal(text)
     try:
         ipaddress.IPv4Address(text)
     except ValueError:
@@ -134,7 +153,7 @@ def parse_host(text: str) -> str:
 
 def parse_host_port(raw: str, *, port_required: bool = False) -> tuple[str, int | None]:
     text = raw.strip()
-    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?", text)
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?", text)
     if not match:
         raise Invalid(f"{shown(text)} is not host[:port]", "write host or host:port")
     host = parse_host(match.group(1))
@@ -270,7 +289,7 @@ def parse_walltime(raw: str) -> int:
         seconds = ((days * 24 + hours) * 60 + int(match["m"])) * 60 + int(match["s"])
         if seconds > 0:
             return seconds
-    elif re.fullmatch(r"\d+", text) and int(text) > 0:
+    elif re.fullmatch(r"[0-9]+", text) and int(text) > 0:
         return int(text)
     raise Invalid(
         f"{shown(text)} is not a walltime", "use seconds (> 0) or [[D-]HH:]MM:SS, e.g. 1-12:00:00"

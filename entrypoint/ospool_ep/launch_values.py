@@ -45,12 +45,14 @@ POOL_NAMES = ("ospool", "prod-ospool", "itb-ospool", "prod-path-facility", "dev-
 """The pool names the pilot knows (pools.POOL_NAMES)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The pilot's IPv6 zone rule (env_values._ZONE): an interface name, IFNAMSIZ - 1 bytes.
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PROJECT = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REPO = re.compile(r"[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]")
 _CVMFS_PROXY = re.compile(r"[A-Za-z0-9.:/_;|@\[\]%-]+")
-_WALLTIME = re.compile(r"(?:(?:(?P<d>\d+)-)?(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)")
+_WALLTIME = re.compile(r"(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 _CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -100,7 +102,7 @@ def parse_host_bool(value: str) -> bool:
 
 
 def parse_int(value: str, *, minimum: int, maximum: int | None = None, unit: str = "") -> int:
-    if not re.fullmatch(r"[+-]?\d+", value):
+    if not re.fullmatch(r"[+-]?[0-9]+", value):
         raise Invalid(f"{shown(value)} is not a whole number", f"use an integer {unit}".rstrip())
     number = int(value)
     if number < minimum or (maximum is not None and number > maximum):
@@ -174,10 +176,18 @@ def project_name(value: str) -> None:
 
 
 def host(text: str) -> None:
-    """A DNS name or an IP address literal (IPv6 in brackets)."""
+    """A DNS name or an IP address literal (IPv6 in brackets, optionally ``%zone``)."""
     if text.startswith("[") and text.endswith("]"):
+        address, percent, zone = text[1:-1].partition("%")
+        uri_escaped = zone.startswith("25") and len(zone) > 2
+        if percent and (uri_escaped or not _ZONE.fullmatch(zone)):
+            raise Invalid(
+                f"{shown(text)} has an invalid zone (interface) after '%'",
+                "write the interface name as it is, e.g. [fe80::1%eth0] "
+                "(letters, digits, '.', '_', '-', at most 15 characters; no %25 escape)",
+            )
         try:
-            ipaddress.IPv6Address(text[1:-1])
+            ipaddress.IPv6Address(address)
         except ValueError:
             raise Invalid(f"{shown(text)} is not an IPv6 address", "write [addr]") from None
         return
@@ -192,7 +202,7 @@ def host(text: str) -> None:
 
 
 def host_port(value: str, *, port_required: bool = False) -> tuple[str, int | None]:
-    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?", value)
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?", value)
     if not match:
         raise Invalid(f"{shown(value)} is not host[:port]", "write host or host:port")
     host(match.group(1))
@@ -296,7 +306,7 @@ def parse_walltime(value: str) -> int:
         seconds = ((days * 24 + hours) * 60 + int(match["m"])) * 60 + int(match["s"])
         if seconds > 0:
             return seconds
-    elif re.fullmatch(r"\d+", value) and int(value) > 0:
+    elif re.fullmatch(r"[0-9]+", value) and int(value) > 0:
         return int(value)
     raise Invalid(
         f"{shown(value)} is not a walltime", "use seconds (> 0) or [[D-]HH:]MM:SS, e.g. 1-12:00:00"
@@ -308,7 +318,7 @@ def walltime(value: str) -> None:
 
 
 def number(value: str) -> None:
-    if not re.fullmatch(r"\d+(\.\d+)?", value):
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
         raise Invalid(f"{shown(value)} is not a number", "use a number >= 0 GB")
 
 
