@@ -94,3 +94,22 @@ def test_a_good_configuration_passes_check_in_the_image(tmp_path: Path) -> None:
     )
     assert code == 0, output
     assert "parsed by HTCondor" in output
+
+
+def test_the_knob_list_holds_every_setting_of_the_images_htcondor() -> None:
+    """The extra-attributes deny list (SPEC 5.4) is HTCondor's own list of settings:
+    the shipped file must hold every name of the image's HTCondor (23.9), not only
+    those of the host's PyPI bindings (25)."""
+    repo = Path(__file__).resolve().parents[2]
+    argv = [
+        "podman", "run", "--rm", "--network", "none", "--user", "1000:1000",
+        "-v", f"{repo / 'scripts'}:/src:ro",
+        "-v", f"{repo / 'entrypoint' / 'ospool_ep'}:/pkg:ro",
+        "--entrypoint", "python3", pool.IMAGE,
+        "/src/htcondor_knobs.py", "--check", "/pkg/htcondor_knobs.txt",
+    ]  # fmt: skip
+    environ = {**os.environ, "CONTAINERS_CONF": str(pool.CONTAINERS_CONF)}
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, env=environ, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
