@@ -12,6 +12,7 @@ help:
 	@echo "make unit    - lint, types and the tests that need no containers"
 	@echo "make image   - build $(IMAGE) (podman; debootstraps a base where no registry is reachable)"
 	@echo "make bench   - print the benchmark figures"
+	@echo "make mutate  - mutation score of each pure module (mutmut; minutes per module)"
 
 # A private virtual environment with the project (editable) and its test tools.
 $(BIN)/.installed: pyproject.toml
@@ -38,7 +39,7 @@ image:
 demo: dev image
 	$(BIN)/python scripts/demo.py
 
-test: lint typecheck image
+test: lint typecheck image mutate-changed
 	$(BIN)/pytest
 
 # dist/ospool-ep-<version>-<release>.noarch.rpm (installs rpm and rpmlint with apt-get if missing).
@@ -49,5 +50,17 @@ rpm:
 bench: dev
 	$(BIN)/python benchmarks/check_latency.py
 
+# Mutation testing of the pure modules (scripts/mutate.py; results kept in .mutmut/,
+# so a rerun checks only the functions that changed). The slice `make test` runs:
+# the pure modules changed since MUTATE_BASE, stopped after MUTATE_BUDGET seconds.
+.PHONY: mutate mutate-changed
+MUTATE_BASE   ?= HEAD~1
+MUTATE_BUDGET ?= 300
+mutate: dev
+	$(BIN)/python scripts/mutate.py --fail-under 90
+
+mutate-changed: dev
+	$(BIN)/python scripts/mutate.py --changed-since $(MUTATE_BASE) --budget $(MUTATE_BUDGET) --fail-under 90
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .mutmut
