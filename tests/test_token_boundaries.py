@@ -223,9 +223,7 @@ def test_a_claim_is_shown_on_one_line_and_at_most_200_characters(
 
 def test_claims_show_sub_else_jti_and_never_as_expiry_none() -> None:
     with_sub = parse_token(token(sub="me@pool", exp=DROP), source="a")
-    assert with_sub.claims() == (
-        "iss=flock.opensciencegrid.org, sub=me@pool, kid=POOL, exp=never"
-    )
+    assert with_sub.claims() == ("iss=flock.opensciencegrid.org, sub=me@pool, kid=POOL, exp=never")
     only_jti = parse_token(token(sub=DROP, jti="abc", exp=NOW), source="b", from_env=True)
     assert only_jti.describe() == (
         "b: iss=flock.opensciencegrid.org, jti=abc, kid=POOL, exp=2026-09-21T14:13:20Z"
