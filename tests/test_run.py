@@ -24,6 +24,7 @@ from ospool_ep.logs import Emitter
 from ospool_ep.plan import Host, build_plan
 
 NOW = int(time.time())
+OSPOOL_EP = str(Path(sys.executable).parent / "ospool-ep")
 
 
 def write_token(directory: Path, text: str) -> Path:
@@ -84,7 +85,7 @@ def test_run_on_a_host_without_htcondor_exits_69_and_leaves_nothing(
 ) -> None:
     """No daemons here: exit 69 naming HTCondor, before any pilot directory is made."""
     result = subprocess.run(
-        ["ospool-ep", "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+        [OSPOOL_EP, "run"], env=site, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 69, result.stdout + result.stderr
     assert "HTCondor: daemons not installed" in result.stdout
@@ -95,7 +96,7 @@ def test_run_on_a_host_without_htcondor_exits_69_and_leaves_nothing(
 def test_run_with_a_bad_setting_exits_78_naming_it(site: dict[str, str]) -> None:
     site["ACCEPT_JOBS_FOR_HOURS"] = "soon"
     result = subprocess.run(
-        ["ospool-ep", "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+        [OSPOOL_EP, "run"], env=site, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 78
     assert "ACCEPT_JOBS_FOR_HOURS" in result.stdout
@@ -104,7 +105,7 @@ def test_run_with_a_bad_setting_exits_78_naming_it(site: dict[str, str]) -> None
 def test_json_logs_are_one_object_per_line(site: dict[str, str]) -> None:
     site["LOG_FORMAT"] = "json"
     result = subprocess.run(
-        ["ospool-ep", "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+        [OSPOOL_EP, "run"], env=site, capture_output=True, text=True, timeout=60, check=False
     )
     lines = result.stdout.splitlines()
     assert lines
