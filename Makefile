@@ -56,11 +56,14 @@ bench: dev
 .PHONY: mutate mutate-changed
 MUTATE_BASE   ?= HEAD~1
 MUTATE_BUDGET ?= 300
+# Report-only in CI until every pure module reaches 90% (then: MUTATE_FAIL_UNDER ?= 90).
+MUTATE_FAIL_UNDER ?=
 mutate: dev
 	$(BIN)/python scripts/mutate.py --fail-under 90
 
 mutate-changed: dev
-	$(BIN)/python scripts/mutate.py --changed-since $(MUTATE_BASE) --budget $(MUTATE_BUDGET) --fail-under 90
+	$(BIN)/python scripts/mutate.py --changed-since $(MUTATE_BASE) --budget $(MUTATE_BUDGET) \
+		$(if $(MUTATE_FAIL_UNDER),--fail-under $(MUTATE_FAIL_UNDER))
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .mutmut
