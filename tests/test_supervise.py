@@ -312,6 +312,24 @@ def test_an_idle_pilot_whose_master_does_not_stop_is_killed_within_seconds(
     assert any("no job is running" in e["msg"] for e in pilot.record()["events"])
 
 
+def test_the_startds_capability_probe_is_not_taken_for_a_running_job(
+    start_pilot: StartPilot,
+) -> None:
+    """The startd runs ``condor_starter -classad`` on every reconfig, the drain's own
+    included: a pilot with only that below its master is idle and still stops in seconds."""
+    pilot = start_pilot(
+        "--on-term=ignore", "--on-quit=ignore", "--detecting-starter-lives=60", grace=20, drain=15
+    )
+    pilot.master_pid()
+    started = time.monotonic()
+    pilot.send(signal.SIGTERM)
+
+    outcome = pilot.outcome()
+
+    assert time.monotonic() - started == pytest.approx(IDLE_STOP_SECONDS, abs=0.6)
+    assert outcome["code"] == ExitCode.OK
+
+
 def test_a_second_sigterm_while_draining_asks_for_fast_shutdown_at_once(
     start_pilot: StartPilot,
 ) -> None:

@@ -67,10 +67,20 @@ def descendants(root: int, *, proc: Path = PROC) -> list[int]:
     return result
 
 
-def any_named_below(root: int, name: str, *, proc: Path = PROC) -> bool:
-    """Whether a live process called ``name`` runs anywhere below ``root``."""
+def arguments(pid: int, *, proc: Path = PROC) -> tuple[str, ...]:
+    """The command line of ``pid`` (empty when it is gone or unreadable)."""
+    try:
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return ()
+    return tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+
+
+def named_below(root: int, name: str, *, proc: Path = PROC) -> list[int]:
+    """The live processes called ``name`` anywhere below ``root``."""
     below = set(descendants(root, proc=proc))
-    return any(
-        found.pid in below and found.name == name and found.state != "Z"
+    return [
+        found.pid
         for found in processes(proc=proc)
-    )
+        if found.pid in below and found.name == name and found.state != "Z"
+    ]

@@ -20,7 +20,7 @@ from typing import Protocol
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Action, Event, State, step, stop_was_requested
 from ospool_ep.logs import Level
-from ospool_ep.procfs import any_named_below, descendants
+from ospool_ep.procfs import arguments, descendants, named_below
 
 WAITED_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
@@ -40,8 +40,14 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 def starter_running(master_pid: int) -> bool:
-    """A job runs when a condor_starter runs below the master (one per running job)."""
-    return any_named_below(master_pid, "condor_starter")
+    """A job runs when a condor_starter runs below the master (one per running job).
+
+    ``condor_starter -classad`` is not a job: the startd runs it at start and on
+    every reconfig (the drain's own) to learn what the starter can do.
+    """
+    return any(
+        "-classad" not in arguments(pid) for pid in named_below(master_pid, "condor_starter")
+    )
 
 
 def block_signals() -> None:

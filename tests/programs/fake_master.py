@@ -68,6 +68,11 @@ def main() -> int:
         type=float,
         help="run a child named condor_starter this long: the pilot is running a job",
     )
+    parser.add_argument(
+        "--detecting-starter-lives",
+        type=float,
+        help="run `condor_starter -classad` this long (the startd's capability probe: no job)",
+    )
     args = parser.parse_args()
 
     if args.status_to:
@@ -86,6 +91,12 @@ def main() -> int:
         starter.unlink(missing_ok=True)
         starter.symlink_to("/bin/sleep")
         subprocess.Popen([str(starter), str(args.starter_lives)])
+    if args.detecting_starter_lives is not None:
+        # /bin/sleep takes no -classad: a shell named condor_starter sleeps instead.
+        probe = args.log.parent / "condor_starter"
+        probe.unlink(missing_ok=True)
+        probe.symlink_to("/bin/sh")
+        subprocess.Popen([str(probe), "-c", f"sleep {args.detecting_starter_lives}", "-classad"])
     signal.pthread_sigmask(signal.SIG_BLOCK, REPORTED)
     args.log.touch()
     write_atomically(args.ready, f"{os.getpid()}\n")
