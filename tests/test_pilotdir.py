@@ -122,7 +122,7 @@ def test_collect_stale_removes_the_directory_of_a_pilot_that_exited(tmp_path: Pa
     (dead / "execute").mkdir()
     (dead / "execute" / "leftover").write_text("job output")
 
-    assert pilotdir.collect_stale(root=tmp_path) == [dead]
+    assert pilotdir.collect_stale(root=tmp_path).removed == (dead,)
     assert not dead.exists()
 
 
@@ -132,13 +132,13 @@ def test_collect_stale_keeps_a_directory_whose_pilot_still_runs(
     """A live pilot's directory is never touched; once that pilot exits it is collected."""
     path, process = live_pilot
 
-    assert pilotdir.collect_stale(root=tmp_path, now=time.time() + 10 * 24 * 3600) == []
+    assert pilotdir.collect_stale(root=tmp_path, now=time.time() + 10 * 24 * 3600).removed == ()
     assert (path / LOCK_NAME).exists()
 
     assert process.stdin is not None
     process.stdin.close()
     process.wait(timeout=5)
-    assert pilotdir.collect_stale(root=tmp_path) == [path]
+    assert pilotdir.collect_stale(root=tmp_path).removed == (path,)
 
 
 def test_collect_stale_keeps_a_fresh_directory_without_a_lock_file(tmp_path: Path) -> None:
@@ -146,9 +146,9 @@ def test_collect_stale_keeps_a_fresh_directory_without_a_lock_file(tmp_path: Pat
     fresh = tmp_path / f"{PREFIX}being-created"
     fresh.mkdir()
 
-    assert pilotdir.collect_stale(root=tmp_path) == []
+    assert pilotdir.collect_stale(root=tmp_path).removed == ()
     assert (
-        pilotdir.collect_stale(root=tmp_path, now=time.time() + UNLOCKED_GRACE_SECONDS - 60) == []
+        pilotdir.collect_stale(root=tmp_path, now=time.time() + UNLOCKED_GRACE_SECONDS - 60).removed == ()
     )
     assert fresh.exists()
 
@@ -160,7 +160,7 @@ def test_collect_stale_removes_an_old_directory_without_a_lock_file(tmp_path: Pa
 
     removed = pilotdir.collect_stale(root=tmp_path, now=time.time() + UNLOCKED_GRACE_SECONDS + 60)
 
-    assert removed == [old]
+    assert removed.removed == (old,)
     assert not old.exists()
 
 
@@ -175,7 +175,7 @@ def test_collect_stale_ignores_symlinks_files_and_names_not_ours(tmp_path: Path)
     foreign = dead_pilot(root, "x").rename(root / "not-a-pilot")
     (root / f"{PREFIX}file").write_text("a file, not a directory")
 
-    assert pilotdir.collect_stale(root=root, now=time.time() + 10 * 24 * 3600) == []
+    assert pilotdir.collect_stale(root=root, now=time.time() + 10 * 24 * 3600).removed == ()
     assert target.exists()
     assert foreign.exists()
     assert (root / f"{PREFIX}file").exists()
@@ -186,7 +186,7 @@ def test_collect_stale_keeps_the_directory_it_is_told_to_keep(tmp_path: Path) ->
     kept = dead_pilot(tmp_path, "kept")
     other = dead_pilot(tmp_path, "other")
 
-    assert pilotdir.collect_stale(root=tmp_path, keep=kept) == [other]
+    assert pilotdir.collect_stale(root=tmp_path, keep=kept).removed == (other,)
     assert kept.exists()
 
 
@@ -197,5 +197,5 @@ def test_collect_stale_does_not_follow_a_lock_file_that_is_a_symlink(tmp_path: P
     (tmp_path / "real-lock").write_text("")
     (odd / LOCK_NAME).symlink_to(tmp_path / "real-lock")
 
-    assert pilotdir.collect_stale(root=tmp_path) == []
+    assert pilotdir.collect_stale(root=tmp_path).removed == ()
     assert odd.exists()
