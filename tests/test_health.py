@@ -4,8 +4,9 @@ State: round trip, world-readable mode, atomic replacement, withdrawal only
 by its owner; trusted only where nobody else could have written it (files and
 directories of other uids, symlinks, FIFOs, modes others can write; uids
 switched in forked children, tests/unprivileged.py). Health: each liveness
-and readiness verdict, with real processes standing in for the supervisor, condor_master and condor_startd
-(a copy of /bin/sleep named ``condor_startd``), and an explicit ``now``.
+and readiness verdict, with real processes standing in for the supervisor,
+condor_master and condor_startd (a copy of /bin/sleep named ``condor_startd``),
+and an explicit ``now``.
 """
 
 from __future__ import annotations
