@@ -207,10 +207,11 @@ class _Walk:
     error: str | None = None
     pending: list[str] = field(default_factory=list)
 
-    def failed(self, name: str, error: OSError | str) -> None:
+    def failed(self, where: str, error: OSError | str) -> None:
         self.left += 1
         if self.error is None:
-            self.error = f"{name}: {error.strerror if isinstance(error, OSError) else error}"
+            reason = (error.strerror or str(error)) if isinstance(error, OSError) else error
+            self.error = f"{where}: {reason}"
 
 
 def remove_tree(path: Path) -> Removal:
@@ -229,9 +230,9 @@ def remove_tree(path: Path) -> Removal:
         st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
         walk = _Walk(top=-1, device=st.st_dev)
         if stat.S_ISDIR(st.st_mode):
-            _remove_directory(parent, path.name, st, walk, depth=0)
+            _remove_directory(parent, path.name, st, walk, depth=0, where=str(path))
         else:
-            _unlink(parent, path.name, walk)
+            _unlink(parent, path.name, walk, where=str(path))
     except FileNotFoundError:
         return Removal(path)
     except OSError as error:
@@ -242,24 +243,25 @@ def remove_tree(path: Path) -> Removal:
 
 
 def _remove_directory(
-    dir_fd: int, name: str, st: os.stat_result, walk: _Walk, *, depth: int
+    dir_fd: int, name: str, st: os.stat_result, walk: _Walk, *, depth: int, where: str
 ) -> None:
     try:
         fd = _enter(dir_fd, name, st)
     except OSError as error:
-        walk.failed(name, error)
+        walk.failed(where, error)
         return
     before = walk.left
     try:
         if depth == 0:
             walk.top = fd
-        _empty(fd, walk, depth=depth + 1)
+        _empty(fd, walk, depth=depth + 1, where=where)
         while depth == 0 and walk.pending:
-            _remove(fd, walk.pending.pop(), walk, depth=1)
+            moved = walk.pending.pop()
+            _remove(fd, moved, walk, depth=1, where=f"{where}/{moved}")
     finally:
         os.close(fd)
     if walk.left == before:
-        _rmdir(dir_fd, name, walk)
+        _rmdir(dir_fd, name, walk, where=where)
 
 
 def _enter(dir_fd: int, name: str, st: os.stat_result) -> int:
@@ -275,58 +277,58 @@ def _enter(dir_fd: int, name: str, st: os.stat_result) -> int:
     return fd
 
 
-def _empty(fd: int, walk: _Walk, *, depth: int) -> None:
+def _empty(fd: int, walk: _Walk, *, depth: int, where: str) -> None:
     try:
         names = os.listdir(fd)
     except OSError as error:
-        walk.failed(".", error)
+        walk.failed(where, error)
         return
     for name in names:
-        _remove(fd, name, walk, depth=depth)
+        _remove(fd, name, walk, depth=depth, where=f"{where}/{name}")
 
 
-def _remove(dir_fd: int, name: str, walk: _Walk, *, depth: int) -> None:
+def _remove(dir_fd: int, name: str, walk: _Walk, *, depth: int, where: str) -> None:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
     except OSError as error:
-        walk.failed(name, error)
+        walk.failed(where, error)
         return
     if not stat.S_ISDIR(st.st_mode):
-        _unlink(dir_fd, name, walk)
+        _unlink(dir_fd, name, walk, where=where)
     elif st.st_dev != walk.device:
-        walk.failed(name, "another filesystem is mounted there")
+        walk.failed(where, "another filesystem is mounted there")
     elif depth >= MAX_DEPTH:
-        _move_up(dir_fd, name, walk)
+        _move_up(dir_fd, name, walk, where=where)
     else:
-        _remove_directory(dir_fd, name, st, walk, depth=depth)
+        _remove_directory(dir_fd, name, st, walk, depth=depth, where=where)
 
 
-def _move_up(dir_fd: int, name: str, walk: _Walk) -> None:
+def _move_up(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
     """Too deep to hold one more fd: move it to the top (still inside the tree), for later."""
     moved = f".ospool-ep-removing-{secrets.token_hex(8)}"
     try:
         os.rename(name, moved, src_dir_fd=dir_fd, dst_dir_fd=walk.top)
     except OSError as error:
-        walk.failed(name, error)
+        walk.failed(where, error)
         return
     walk.pending.append(moved)
 
 
-def _unlink(dir_fd: int, name: str, walk: _Walk) -> None:
+def _unlink(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
     try:
         os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as error:
-        walk.failed(name, error)
+        walk.failed(where, error)
 
 
-def _rmdir(dir_fd: int, name: str, walk: _Walk) -> None:
+def _rmdir(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
     try:
         os.rmdir(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as error:
-        walk.failed(name, error)
+        walk.failed(where, error)
