@@ -284,3 +284,50 @@ def test_start_time_is_stable_and_differs_between_processes() -> None:
     assert procfs.start_time(child.pid) is None
     assert procfs.uids(child.pid) == ()
     assert procfs.cmdline(child.pid) == ()
+
+
+def test_when_the_exec_is_impossible_the_pilot_runs_on_with_token_and_a_warning() -> None:
+    """No interpreter to exec (here: sys.executable pointed nowhere): one warning naming
+    the error; TOKEN stays in os.environ, so the settings still find it."""
+    code = (
+        "import os, sys; sys.executable = '/nonexistent/python'; "
+        "from ospool_ep import hardening; h = hardening.harden(may_exec=True); "
+        "print([(p.level, p.message, p.fields) for p in h.problems]); "
+        "print(h.token, os.environ.get('TOKEN'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TOKEN": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    problems, token = result.stdout.splitlines()
+    assert problems == repr(
+        [
+            (
+                "warning",
+                "TOKEN stays in this process's initial environment: cannot exec again without it",
+                {"error": "[Errno 2] No such file or directory: '/nonexistent/python'"},
+            )
+        ]
+    )
+    assert token == "None abc"
+
+
+def test_a_broken_hand_over_is_reported_as_an_error() -> None:
+    code = (
+        "from ospool_ep import hardening; h = hardening.harden(may_exec=True); "
+        "print(h.token, [(p.level, p.message) for p in h.problems])"
+    )
+    expected = "TOKEN was not handed over: OSPOOL_EP_TOKEN_FD: descriptor 250 is not open"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, hardening.TOKEN_FD_VARIABLE: "250"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == f"None {[('error', expected)]}\n"

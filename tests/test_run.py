@@ -392,3 +392,18 @@ def test_the_running_supervisor_hides_its_token_and_its_memory_from_its_own_uid(
     assert text not in output
     assert "TOKEN stays" not in output
     assert "dumpable" not in output
+
+
+def test_run_reports_hardening_problems_in_its_log_format(site: dict[str, str]) -> None:
+    """A hand-over that went wrong is an event like any other (here in JSON), then the
+    pilot goes on (here to exit 69: no HTCondor on this host)."""
+    site.update(LOG_FORMAT="json", OSPOOL_EP_TOKEN_FD="250")
+    result = subprocess.run(
+        [str(OSPOOL_EP), "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 69
+    first = json.loads(result.stdout.splitlines()[0])
+    assert first["level"] == "error"
+    assert (
+        first["msg"] == "TOKEN was not handed over: OSPOOL_EP_TOKEN_FD: descriptor 250 is not open"
+    )

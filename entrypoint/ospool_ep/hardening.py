@@ -111,8 +111,8 @@ def take_token(environ: MutableMapping[str, str]) -> str | None:
     fd = int(value)
     try:
         target = str(Path(f"/proc/self/fd/{fd}").readlink())
-    except OSError as error:
-        raise HandOverError(f"{TOKEN_FD_VARIABLE}: descriptor {fd} is not open ({error})") from None
+    except OSError:
+        raise HandOverError(f"{TOKEN_FD_VARIABLE}: descriptor {fd} is not open") from None
     if not target.startswith(f"/memfd:{MEMFD_NAME}"):
         # Not ours: leave it open (it may be something the caller needs).
         raise HandOverError(f"{TOKEN_FD_VARIABLE}: descriptor {fd} is not the token hand-over")
