@@ -75,13 +75,18 @@ def test_an_undumpable_process_cannot_be_read_by_another_process_of_its_uid() ->
     guarded = hold(undumpable=True, uid=uid)
     plain = hold(undumpable=False, uid=uid)
     try:
-        seen = unprivileged.as_user(uid, lambda: [try_reading(guarded), try_reading(plain)])
+        seen = unprivileged.as_user(
+            uid,
+            lambda: [try_reading(guarded), try_reading(plain), procfs.start_time(guarded)],
+        )
+        started = procfs.start_time(guarded)
     finally:
         for pid in (guarded, plain):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
 
-    undumpable, dumpable = seen
+    undumpable, dumpable, started_as_seen = seen
+    assert started_as_seen == started, "the start time (drain, health) is not hidden"
     assert undumpable == {
         "environ": "PermissionError",
         "mem": "PermissionError",

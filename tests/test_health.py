@@ -371,6 +371,24 @@ def test_a_sticky_world_writable_directory_such_as_tmp_is_trusted(tmp_path: Path
     assert state.read(path) is not None
 
 
+def test_a_pilot_of_another_uid_publishes_straight_into_a_sticky_tmp(shared_tmp: Path) -> None:
+    """The Slurm script's default without TMPDIR: /tmp/ospool-ep-state-<job>.json. /tmp
+    is root's, but sticky: uid 65534 publishes there, and reads its own state back."""
+    needs_root()
+    tmp = shared_tmp / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    path = tmp / "ospool-ep-state-42.json"
+
+    def publish_and_read() -> object:
+        state.publish(path, snapshot(supervisor_pid=1))
+        return state.load(path).distrust
+
+    assert unprivileged.as_user(unprivileged.NOBODY, publish_and_read) is None
+    assert path.stat().st_uid == unprivileged.NOBODY
+    assert state.load(path).distrust is not None, "root does not trust uid 65534's file"
+
+
 def test_a_fifo_at_the_state_path_is_refused_without_blocking(tmp_path: Path) -> None:
     """A FIFO would hang a plain open(); the probe must answer."""
     path = tmp_path / "state.json"

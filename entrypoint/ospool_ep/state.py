@@ -6,11 +6,11 @@ secrets). Default ``/tmp/ospool-ep/state.json`` (the container's own /tmp);
 
 It is trusted only where no one else could have written it ("state it trusts
 lives where only it can write"): the publisher refuses a directory that is a
-symlink or another uid's, and the readers refuse a file or directory that is
-not their own uid's or root's, is a symlink, or that others could write to
-(a sticky directory such as /tmp excepted: there nobody else can replace our
-file). ``drain`` checks further that the pid it signals is that supervisor
-(:func:`verify_supervisor`).
+symlink or another uid's (root's sticky /tmp excepted), and the readers refuse
+a file or directory that is not their own uid's or root's, is a symlink, or
+that others could write to (a sticky directory such as /tmp excepted: there
+nobody else can replace our file). ``drain`` checks further that the pid it
+signals is that supervisor (:func:`verify_supervisor`).
 """
 
 from __future__ import annotations
@@ -95,13 +95,16 @@ def _own_directory(path: Path) -> int:
     try:
         st = os.fstat(fd)
         euid = os.geteuid()
-        if st.st_uid != euid:
+        sticky = bool(st.st_mode & stat.S_ISVTX)
+        # A root-owned sticky directory (/tmp itself, as the Slurm script may use):
+        # nobody else can replace or remove a file of ours there.
+        if st.st_uid != euid and not (st.st_uid == 0 and sticky):
             raise UntrustedStateError(
                 f"{path} is owned by uid {st.st_uid}, not this pilot's uid {euid}: not "
                 "publishing state there (remove it, or set OSPOOL_EP_STATE_FILE elsewhere)"
             )
         writable = stat.S_IWGRP | stat.S_IWOTH
-        if st.st_mode & writable and not st.st_mode & stat.S_ISVTX:
+        if st.st_mode & writable and not sticky:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~writable)  # ours: so tighten it
     except BaseException:
         os.close(fd)
