@@ -293,7 +293,8 @@ def test_start_time_is_stable_and_differs_between_processes() -> None:
 
 def test_when_the_exec_is_impossible_the_pilot_runs_on_with_token_and_a_warning() -> None:
     """No interpreter to exec (here: sys.executable pointed nowhere): one warning naming
-    the error; TOKEN stays in os.environ, so the settings still find it."""
+    the error; the text is handed to the settings in memory all the same, and taken
+    out of os.environ (no process started later inherits it)."""
     code = (
         "import os, sys; sys.executable = '/nonexistent/python'; "
         "from ospool_ep import hardening; h = hardening.harden(may_exec=True); "
@@ -318,7 +319,7 @@ def test_when_the_exec_is_impossible_the_pilot_runs_on_with_token_and_a_warning(
             )
         ]
     )
-    assert token == "None abc"
+    assert token == "abc None"
 
 
 def test_a_broken_hand_over_is_reported_as_an_error() -> None:

@@ -80,13 +80,16 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ospool_ep import hardening
+
+    # First of all (before the imports below: the exec would load them twice).
+    hardened = hardening.harden(may_exec=args.own_process)
+
     import dataclasses
 
-    from ospool_ep import hardening, plan, run
+    from ospool_ep import plan, run
     from ospool_ep.logs import Emitter
 
-    # First of all: until it is done, a job of our uid could read this process.
-    hardened = hardening.harden(may_exec=args.own_process)
     host = plan.Host.current()
     if hardened.token is not None:
         # In memory only: the settings read TOKEN from the Host as from the environment.

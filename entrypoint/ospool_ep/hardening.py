@@ -12,6 +12,11 @@ supervisor's memory and environment. Both are taken first thing in ``ospool-ep r
   process was exec'd with, whatever ``os.environ`` says later. A supervisor
   given ``TOKEN`` therefore execs itself again, keeping its pid, without it; the
   text travels in a sealed memfd whose number is in :data:`TOKEN_FD_VARIABLE`.
+
+Between an exec and the prctl (the interpreter's start, some 20 ms) the process
+is dumpable: at container start no job runs yet, and on a batch node the
+processes of the same uid are the user's own, who set TOKEN in the first place.
+Not dumpable also means no core dump (which would hold the token).
 """
 
 from __future__ import annotations
@@ -137,8 +142,9 @@ class Problem:
 @dataclass(frozen=True)
 class Hardened:
     token: str | None
-    """TOKEN's text when it was handed over from before the re-exec (then no longer in
-    ``os.environ``); None when there was none, or it is still in the environment."""
+    """TOKEN's text, no longer in ``os.environ``: handed over from before the re-exec,
+    or taken out when the exec was impossible. None: there was none, or it was left in
+    the environment (``may_exec`` false)."""
     problems: tuple[Problem, ...]
     """What could not be done, to report once the pilot logs."""
 
@@ -161,6 +167,8 @@ def harden(*, may_exec: bool) -> Hardened:
         problems.append(Problem("error", f"TOKEN was not handed over: {error}"))
     if os.environ.get(TOKEN_VARIABLE) and may_exec:
         failed = exec_without_token(os.environ, executable=sys.executable, argv=sys.orig_argv)
+        # Still here: at least no process we start with the default environment gets it.
+        token = os.environ.pop(TOKEN_VARIABLE)
         problems.append(
             Problem(
                 "warning",
