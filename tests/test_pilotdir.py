@@ -7,17 +7,21 @@ directory and exited, and one that still holds its lock in a subprocess.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ospool_ep import pilotdir
+import unprivileged
+from ospool_ep import hardening, pilotdir
 from ospool_ep.pilotdir import LOCK_NAME, PREFIX, UNLOCKED_GRACE_SECONDS
 
 CREATE_AND_HOLD = """
@@ -122,7 +126,7 @@ def test_collect_stale_removes_the_directory_of_a_pilot_that_exited(tmp_path: Pa
     (dead / "execute").mkdir()
     (dead / "execute" / "leftover").write_text("job output")
 
-    assert pilotdir.collect_stale(root=tmp_path) == [dead]
+    assert pilotdir.collect_stale(root=tmp_path).removed == (dead,)
     assert not dead.exists()
 
 
@@ -132,13 +136,13 @@ def test_collect_stale_keeps_a_directory_whose_pilot_still_runs(
     """A live pilot's directory is never touched; once that pilot exits it is collected."""
     path, process = live_pilot
 
-    assert pilotdir.collect_stale(root=tmp_path, now=time.time() + 10 * 24 * 3600) == []
+    assert pilotdir.collect_stale(root=tmp_path, now=time.time() + 10 * 24 * 3600).removed == ()
     assert (path / LOCK_NAME).exists()
 
     assert process.stdin is not None
     process.stdin.close()
     process.wait(timeout=5)
-    assert pilotdir.collect_stale(root=tmp_path) == [path]
+    assert pilotdir.collect_stale(root=tmp_path).removed == (path,)
 
 
 def test_collect_stale_keeps_a_fresh_directory_without_a_lock_file(tmp_path: Path) -> None:
@@ -146,10 +150,9 @@ def test_collect_stale_keeps_a_fresh_directory_without_a_lock_file(tmp_path: Pat
     fresh = tmp_path / f"{PREFIX}being-created"
     fresh.mkdir()
 
-    assert pilotdir.collect_stale(root=tmp_path) == []
-    assert (
-        pilotdir.collect_stale(root=tmp_path, now=time.time() + UNLOCKED_GRACE_SECONDS - 60) == []
-    )
+    assert pilotdir.collect_stale(root=tmp_path).removed == ()
+    almost = time.time() + UNLOCKED_GRACE_SECONDS - 60
+    assert pilotdir.collect_stale(root=tmp_path, now=almost).removed == ()
     assert fresh.exists()
 
 
@@ -160,7 +163,7 @@ def test_collect_stale_removes_an_old_directory_without_a_lock_file(tmp_path: Pa
 
     removed = pilotdir.collect_stale(root=tmp_path, now=time.time() + UNLOCKED_GRACE_SECONDS + 60)
 
-    assert removed == [old]
+    assert removed.removed == (old,)
     assert not old.exists()
 
 
@@ -175,7 +178,7 @@ def test_collect_stale_ignores_symlinks_files_and_names_not_ours(tmp_path: Path)
     foreign = dead_pilot(root, "x").rename(root / "not-a-pilot")
     (root / f"{PREFIX}file").write_text("a file, not a directory")
 
-    assert pilotdir.collect_stale(root=root, now=time.time() + 10 * 24 * 3600) == []
+    assert pilotdir.collect_stale(root=root, now=time.time() + 10 * 24 * 3600).removed == ()
     assert target.exists()
     assert foreign.exists()
     assert (root / f"{PREFIX}file").exists()
@@ -186,7 +189,7 @@ def test_collect_stale_keeps_the_directory_it_is_told_to_keep(tmp_path: Path) ->
     kept = dead_pilot(tmp_path, "kept")
     other = dead_pilot(tmp_path, "other")
 
-    assert pilotdir.collect_stale(root=tmp_path, keep=kept) == [other]
+    assert pilotdir.collect_stale(root=tmp_path, keep=kept).removed == (other,)
     assert kept.exists()
 
 
@@ -197,5 +200,254 @@ def test_collect_stale_does_not_follow_a_lock_file_that_is_a_symlink(tmp_path: P
     (tmp_path / "real-lock").write_text("")
     (odd / LOCK_NAME).symlink_to(tmp_path / "real-lock")
 
-    assert pilotdir.collect_stale(root=tmp_path) == []
+    assert pilotdir.collect_stale(root=tmp_path).removed == ()
     assert odd.exists()
+
+
+# -- what jobs leave behind ------------------------------------------------------------
+#
+# Mode bits do not stop root, so the removal runs in a process they do stop: uid 0
+# without capabilities, or uid 65534 in a forked child (tests/unprivileged.py),
+# undumpable like the supervisor that collects.
+
+COLLECT = """
+import json, sys
+from pathlib import Path
+from ospool_ep import hardening, pilotdir
+assert hardening.make_undumpable() is None
+found = pilotdir.collect_stale(root=Path(sys.argv[1]))
+print(json.dumps({
+    "removed": [str(path) for path in found.removed],
+    "failed": [[str(r.path), r.left, r.error] for r in found.failed],
+}))
+"""
+
+
+def collect_unprivileged(root: Path) -> dict[str, list[object]]:
+    result = subprocess.run(
+        [*unprivileged.command(), sys.executable, "-c", COLLECT, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found: dict[str, list[object]] = json.loads(result.stdout)
+    return found
+
+
+def job_leftovers(directory: Path, *, depth: int = pilotdir.MAX_DEPTH * 2 + 3) -> None:
+    """What jobs can leave: directories of mode 000 and 0500 with files in them, an
+    unreadable file, a tree deeper than the fd budget ending in 000, a symlink out."""
+    execute = directory / "execute"
+    execute.mkdir()
+    slot = execute / "dir_1234"
+    (slot / "sub").mkdir(parents=True)
+    (slot / "sub" / "out.txt").write_text("job output")
+    (slot / "sub").chmod(0)
+    slot.chmod(0)
+    readonly = execute / "readonly"
+    readonly.mkdir()
+    (readonly / "data").write_text("x")
+    readonly.chmod(0o500)
+    (execute / "secret").write_text("y")
+    (execute / "secret").chmod(0)
+    deep = execute / "deep"
+    deep.mkdir()
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):  # relative steps: deeper than PATH_MAX allows in one name
+        os.mkdir("d", 0o700, dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.fchmod(fd, 0)
+    os.close(fd)
+    execute.chmod(0o500)
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory beside the pilot root that no removal may touch: 000, with a file."""
+    path = tmp_path / "outside"
+    (path / "locked").mkdir(parents=True)
+    (path / "locked" / "keep").write_text("not yours")
+    (path / "locked").chmod(0)
+    return path
+
+
+def test_shutil_rmtree_alone_leaves_a_mode_000_tree_behind(tmp_path: Path) -> None:
+    """Why collection does more: without privileges, rmtree(ignore_errors) keeps it all."""
+    root = tmp_path / "pilot"
+    root.mkdir()
+    dead = dead_pilot(root, "dead")
+    job_leftovers(dead, depth=3)
+    code = "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)"
+    subprocess.run([*unprivileged.command(), sys.executable, "-c", code, str(dead)], check=True)
+    assert (dead / "execute").exists()
+
+
+def test_collection_removes_mode_000_and_0500_leftovers_and_deep_trees(
+    tmp_path: Path, outside: Path
+) -> None:
+    """Everything a dead pilot's jobs left goes, without privileges; a symlink out is
+    removed as a link, and what it pointed at keeps its contents and its mode."""
+    root = tmp_path / "pilot"
+    root.mkdir()
+    dead = dead_pilot(root, "dead")
+    job_leftovers(dead)
+    (dead / "execute").chmod(0o700)
+    (dead / "execute" / "escape").symlink_to(outside)
+    (dead / "execute" / "escape-locked").symlink_to(outside / "locked")
+    (dead / "execute").chmod(0o500)
+
+    found = collect_unprivileged(root)
+
+    assert found == {"removed": [str(dead)], "failed": []}
+    assert list(root.iterdir()) == []
+    assert stat.S_IMODE((outside / "locked").stat().st_mode) == 0
+    assert (outside / "locked" / "keep").read_text() == "not yours"
+
+
+def test_collection_as_another_uid_fixes_modes_through_its_own_fds(tmp_path: Path) -> None:
+    """The chmod goes through /proc/self/fd: it must work for an undumpable non-root uid
+    (its /proc/self belongs to root then). Uid 65534, in a forked child (which can
+    import nothing new: root's interpreter lies under a 0700 /root here)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to uid 65534")
+    shared = Path(tempfile.mkdtemp(prefix="ospool-ep-test-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        root = shared / "pilot"
+        root.mkdir()
+        os.chown(root, unprivileged.NOBODY, unprivileged.NOBODY)
+
+        def as_nobody() -> list[object]:
+            dead = root / f"{PREFIX}dead"
+            dead.mkdir(mode=0o700)
+            job_leftovers(dead)
+            assert hardening.make_undumpable() is None
+            found = pilotdir.collect_stale(root=root, now=time.time() + 2 * UNLOCKED_GRACE_SECONDS)
+            return [
+                [str(p) for p in found.removed],
+                len(found.failed),
+                [p.name for p in root.iterdir()],
+            ]
+
+        removed, failed, left = unprivileged.as_user(unprivileged.NOBODY, as_nobody)
+        assert removed == [str(root / f"{PREFIX}dead")]
+        assert failed == 0
+        assert left == []
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_collection_counts_what_it_cannot_remove_and_removes_the_rest(tmp_path: Path) -> None:
+    """Another uid's directory inside (a job cannot make one; a site's mistake can): its
+    file stays, counted and named; everything else of the dead pilot is gone."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to another uid")
+    root = tmp_path / "pilot"
+    root.mkdir()
+    dead = dead_pilot(root, "dead")
+    job_leftovers(dead, depth=3)
+    (dead / "execute").chmod(0o700)
+    foreign = dead / "execute" / "foreign"
+    foreign.mkdir()
+    (foreign / "theirs").write_text("z")
+    os.chown(foreign, unprivileged.NOBODY, unprivileged.NOBODY)
+
+    found = collect_unprivileged(root)
+
+    assert found == {
+        "removed": [],
+        "failed": [[str(dead), 1, f"{foreign}/theirs: Permission denied"]],
+    }
+    assert sorted(p.name for p in (dead / "execute").iterdir()) == ["foreign"]
+    assert (foreign / "theirs").exists()
+
+
+def test_a_dead_pilot_whose_own_directory_and_lock_a_job_made_000_is_collected(
+    tmp_path: Path,
+) -> None:
+    """A job may chmod its pilot's directory and lock file (same uid): ours, so given back."""
+    root = tmp_path / "pilot"
+    root.mkdir()
+    dead = dead_pilot(root, "dead")
+    (dead / LOCK_NAME).chmod(0)
+    dead.chmod(0)
+
+    assert collect_unprivileged(root) == {"removed": [str(dead)], "failed": []}
+
+
+def test_a_live_pilot_whose_directory_a_job_made_000_is_kept(
+    tmp_path: Path, live_pilot: tuple[Path, subprocess.Popen[str]]
+) -> None:
+    """Its lock is still held: modes given back (0700, as made), nothing removed."""
+    path, _ = live_pilot
+    path.chmod(0)
+
+    assert collect_unprivileged(tmp_path) == {"removed": [], "failed": []}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert not lock_is_free(path / LOCK_NAME)
+
+
+def test_a_tree_many_times_deeper_than_the_fd_budget_is_removed(tmp_path: Path) -> None:
+    """Deep subtrees are moved up inside the tree, so open fds stay bounded."""
+    directory = tmp_path / "deep"
+    directory.mkdir()
+    job_leftovers(directory, depth=pilotdir.MAX_DEPTH * 5)
+    fds_before = len(list(Path("/proc/self/fd").iterdir()))
+
+    removal = pilotdir.remove_tree(directory)
+
+    assert removal == pilotdir.Removal(directory)
+    assert not directory.exists()
+    assert len(list(Path("/proc/self/fd").iterdir())) == fds_before
+
+
+def test_the_pilots_own_directory_goes_at_exit_whatever_its_jobs_left(tmp_path: Path) -> None:
+    """PilotDirectory.remove() uses the same removal, and says it is complete."""
+    code = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_pilotdir import job_leftovers
+from ospool_ep import pilotdir
+directory = pilotdir.create(root=Path(sys.argv[1]), pilot_id="mine")
+job_leftovers(directory.path)
+removal = directory.remove()
+print(removal.complete, removal.left, directory.path.exists())
+"""
+    tests = str(Path(__file__).parent)
+    result = subprocess.run(
+        [*unprivileged.command(), sys.executable, "-c", code, str(tmp_path), tests],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == "True 0 False\n"
+
+
+def test_a_mount_inside_a_dead_pilots_directory_is_not_entered(tmp_path: Path) -> None:
+    """A filesystem mounted inside (say a FUSE mount left behind) keeps its files; counted."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    root = tmp_path / "pilot"
+    root.mkdir()
+    dead = dead_pilot(root, "dead")
+    mount = dead / "mnt"
+    mount.mkdir()
+    if subprocess.run(["/bin/mount", "-t", "tmpfs", "none", str(mount)], check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mount / "file").write_text("on another filesystem")
+
+        found = pilotdir.collect_stale(root=root)
+
+        assert found.removed == ()
+        assert found.failed == (
+            pilotdir.Removal(dead, left=1, error=f"{mount}: another filesystem is mounted there"),
+        )
+        assert (mount / "file").exists()
+    finally:
+        subprocess.run(["/bin/umount", str(mount)], check=True)

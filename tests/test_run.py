@@ -17,14 +17,17 @@ from pathlib import Path
 
 import pytest
 
+import unprivileged
 from jwt_factory import token
-from ospool_ep import readiness, render, run
+from ospool_ep import procfs, readiness, render, run
 from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter
 from ospool_ep.plan import Host, build_plan
 from venv_tools import ospool_ep_command
 
 NOW = int(time.time())
+OSPOOL_EP = Path(sys.executable).parent / "ospool-ep"
+"""The venv's console script: never whatever ``ospool-ep`` the caller's PATH finds."""
 
 
 def write_token(directory: Path, text: str) -> Path:
@@ -339,3 +342,160 @@ def test_a_fifo_in_place_of_the_drain_drop_in_does_not_freeze_the_drain(
     worker.join(timeout=10)
     assert not worker.is_alive(), "prepare_drain blocked on a FIFO"
     assert knob(hooks.config_dir, "START") == "False"
+
+    class NoAnswerYet:
+        ready = False
+        checked: float | None = None
+
+    observer = NoAnswerYet()
+    hooks.observer = observer  # type: ignore[assignment]
+    hooks.started_at = 0.0
+    assert not hooks.advertise_again(45.0)
+    observer.checked = 46.0
+    assert hooks.advertise_again(47.0)
+    assert hooks.nudges_done == 1
+
+
+# -- the running supervisor, from outside ------------------------------------------
+
+FAKE_MASTER = """#!/bin/sh
+# Stands in for condor_master -f: one condor_startd child; stops on TERM or QUIT.
+trap '' HUP
+trap 'kill $startd 2>/dev/null; exit 0' TERM QUIT
+"$(dirname "$0")/condor_startd" 600 &
+startd=$!
+echo $$ > "$FAKE_MASTER_PID.tmp" && mv "$FAKE_MASTER_PID.tmp" "$FAKE_MASTER_PID"
+wait $startd
+"""
+
+READ_PROC = """
+import json, sys
+from pathlib import Path
+found = {}
+for pid in sys.argv[1:]:
+    try:
+        found[pid] = Path(f"/proc/{pid}/environ").read_bytes().split(b"\\0")
+        found[pid] = [v.decode(errors="replace").split("=")[0] for v in found[pid] if v]
+    except OSError as error:
+        found[pid] = type(error).__name__
+print(json.dumps(found))
+"""
+
+
+def fake_htcondor(directory: Path) -> Path:
+    """A PATH entry with condor_master (a shell script) and condor_startd (/bin/sleep)."""
+    directory.mkdir()
+    master = directory / "condor_master"
+    master.write_text(FAKE_MASTER)
+    master.chmod(0o755)
+    startd = directory / "condor_startd"
+    startd.write_bytes(Path("/bin/sleep").read_bytes())
+    startd.chmod(0o755)
+    return directory
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], log: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"ospool-ep run ended early:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"{path.name} never came:\n{log.read_text()}"
+        time.sleep(0.05)
+    return path.read_text().strip()
+
+
+def unprivileged_run(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*unprivileged.command(), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_running_supervisor_hides_its_token_and_its_memory_from_its_own_uid(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """SPEC 7.5, end to end: `ospool-ep run` given TOKEN, as a process without privileges.
+
+    Its /proc/<pid>/environ (the one it was exec'd with) holds no TOKEN: it exec'd
+    itself again (same pid) and got the text through a memfd; the token still works
+    (it is installed for the daemons). Another process of its uid cannot read that
+    environ at all (not dumpable), while it can read condor_master's. health and drain,
+    run as that uid, still work on it.
+    """
+    text = token(iat=NOW, exp=NOW + 30 * 86400, jti="from-the-environment")
+    for path in Path(site["TOKEN_DIR"]).iterdir():
+        path.unlink()
+    master_pid_file = tmp_path / "master.pid"
+    site.update(
+        TOKEN=text,
+        PATH=f"{fake_htcondor(tmp_path / 'htcondor')}:{site['PATH']}",
+        POOL="127.0.0.1:9",  # nothing listens there: the collector query fails at once
+        ENABLE_REMOTE_SYSLOG="false",
+        FAKE_MASTER_PID=str(master_pid_file),
+    )
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        supervisor = subprocess.Popen(
+            [*unprivileged.command(), str(OSPOOL_EP), "run"],
+            env=site,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        master = int(wait_for(master_pid_file, supervisor, log, timeout=90))
+        environ_of = json.loads(
+            unprivileged_run(
+                sys.executable, "-c", READ_PROC, str(supervisor.pid), str(master), env=site
+            ).stdout
+        )
+        assert environ_of[str(supervisor.pid)] == "PermissionError"
+        assert "TOKEN" not in environ_of[str(master)]
+        assert "GLIDEIN_Site" in environ_of[str(master)]
+        if os.geteuid() == 0:  # we may read it (CAP_SYS_PTRACE): the exec'd environment
+            initial = Path(f"/proc/{supervisor.pid}/environ").read_bytes()
+            assert text.encode() not in initial
+            names = [entry.split(b"=")[0] for entry in initial.split(b"\0")]
+            assert b"TOKEN" not in names
+            assert b"OSPOOL_EP_TOKEN_FD" in names, "it exec'd itself with the hand-over"
+        installed = list(Path(site["PILOT_DIR"]).glob("ospool-ep-*/tokens.d/*"))
+        assert [path.read_text().strip() for path in installed] == [text]
+
+        deadline = time.monotonic() + 30
+        while (health := unprivileged_run(str(OSPOOL_EP), "health", env=site)).returncode:
+            assert time.monotonic() < deadline, health.stdout + log.read_text()
+            time.sleep(0.2)
+        assert "condor_master and condor_startd running" in health.stdout
+        published = json.loads(Path(site["OSPOOL_EP_STATE_FILE"]).read_text())
+        assert published["supervisor_pid"] == supervisor.pid
+        assert published["supervisor_started"] == procfs.start_time(supervisor.pid)
+
+        drain = unprivileged_run(str(OSPOOL_EP), "drain", env=site)
+        assert drain.returncode == 0, drain.stderr
+        assert supervisor.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    output = log.read_text()
+    assert text not in output
+    assert "TOKEN stays" not in output
+    assert "dumpable" not in output
+
+
+def test_run_reports_hardening_problems_in_its_log_format(site: dict[str, str]) -> None:
+    """A hand-over that went wrong is an event like any other (here in JSON), then the
+    pilot goes on (here to exit 69: no HTCondor on this host)."""
+    site.update(LOG_FORMAT="json", OSPOOL_EP_TOKEN_FD="250")
+    result = subprocess.run(
+        [str(OSPOOL_EP), "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 69
+    first = json.loads(result.stdout.splitlines()[0])
+    assert first["level"] == "error"
+    assert (
+        first["msg"] == "TOKEN was not handed over: OSPOOL_EP_TOKEN_FD: descriptor 250 is not open"
+    )

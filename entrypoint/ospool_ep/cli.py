@@ -11,11 +11,14 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ospool_ep import __version__
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Findings, Status
+
+if TYPE_CHECKING:
+    from ospool_ep import state
 
 
 def _report(findings: Findings, *, out: TextIO, title: str) -> None:
@@ -77,10 +80,27 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    del args
-    from ospool_ep import plan, run
+    from ospool_ep import hardening
 
-    return run.run_pilot(plan.Host.current())
+    # First of all (before the imports below: the exec would load them twice).
+    hardened = hardening.harden(may_exec=args.own_process)
+
+    import dataclasses
+
+    from ospool_ep import plan, run
+    from ospool_ep.logs import Emitter
+
+    host = plan.Host.current()
+    if hardened.token is not None:
+        # In memory only: the settings read TOKEN from the Host as from the environment.
+        environ = {**host.environ, hardening.TOKEN_VARIABLE: hardened.token}
+        host = dataclasses.replace(host, environ=environ)
+    if hardened.problems:
+        json_logs = host.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+        emitter = Emitter(fmt="json" if json_logs else "text", stream=sys.stdout)
+        for problem in hardened.problems:
+            emitter.event(problem.level, problem.message, **problem.fields)
+    return run.run_pilot(host)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -88,7 +108,11 @@ def cmd_health(args: argparse.Namespace) -> int:
 
     from ospool_ep import health, state
 
-    published = state.read(state.state_path(os.environ))
+    loaded = state.load(state.state_path(os.environ))
+    if loaded.distrust:
+        print(f"{loaded.distrust}: run health as the pilot's user")
+        return int(ExitCode.NOT_HEALTHY)
+    published = loaded.state
     verdict = health.readiness(published) if args.ready else health.liveness(published)
     print(verdict.message)
     return int(ExitCode.OK if verdict.healthy else ExitCode.NOT_HEALTHY)
@@ -100,19 +124,59 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
     from ospool_ep import procfs, state
 
-    published = state.read(state.state_path(os.environ))
+    loaded = state.load(state.state_path(os.environ))
+    if loaded.distrust:
+        print(f"ospool-ep drain: {loaded.distrust}; signalling nothing", file=sys.stderr)
+        return int(ExitCode.NOT_HEALTHY)
+    published = loaded.state
     if published is None or not procfs.alive(published.supervisor_pid):
         print("ospool-ep drain: no pilot is running here", file=sys.stderr)
         return int(ExitCode.NOT_HEALTHY)
     signo = signal.SIGQUIT if args.fast else signal.SIGTERM
     try:
-        os.kill(published.supervisor_pid, signo)
+        problem = _signal_supervisor(loaded, published.supervisor_pid, signo)
     except PermissionError:
         print("ospool-ep drain: run it as the pilot's user", file=sys.stderr)
+        return int(ExitCode.NOT_HEALTHY)
+    if problem:
+        print(f"ospool-ep drain: {problem}; signalling nothing", file=sys.stderr)
         return int(ExitCode.NOT_HEALTHY)
     how = "fast shutdown: running jobs are evicted" if args.fast else "draining"
     print(f"pilot {published.name}: {how}")
     return int(ExitCode.OK)
+
+
+def _signal_supervisor(loaded: state.Loaded, pid: int, signo: int) -> str | None:
+    """Send ``signo`` to supervisor ``pid`` (of ``loaded``) once it is verified; else why not.
+
+    Through a pidfd taken before the checks: should the pid die and be reused
+    between them, the signal goes to the dead process (ESRCH), never the new one.
+    """
+    import os
+    import signal
+
+    from ospool_ep import state
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return f"the supervisor (pid {pid}) is gone"
+    except OSError:  # a kernel before 5.3: the checks, then kill(), race-free enough
+        pidfd = -1
+    try:
+        problem = state.verify_supervisor(loaded)
+        if problem:
+            return problem
+        if pidfd < 0:
+            os.kill(pid, signo)
+        else:
+            signal.pidfd_send_signal(pidfd, signo)
+    except ProcessLookupError:
+        return f"the supervisor (pid {pid}) is gone"
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    return None
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -194,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Only a process started for this command may exec itself again (cmd_run):
+    # called with an argv (tests, other tools) it is someone else's process.
+    args.own_process = argv is None
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

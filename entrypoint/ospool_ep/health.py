@@ -1,7 +1,8 @@
 """Health: liveness and readiness of a running pilot, from the state it publishes (SPEC 7.5).
 
-Works for any uid: it reads the world-readable state file and /proc, and
-talks to nothing (a probe must not hang on the network).
+Works for any uid: it reads the world-readable state file (if it can trust it,
+ospool_ep.state) and /proc files any uid may read, and talks to nothing (a
+probe must not hang on the network).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ospool_ep.procfs import alive, child_named
+from ospool_ep.procfs import alive, child_named, start_time
 from ospool_ep.state import PublishedState
 
 STALE_SECONDS = 60
@@ -29,7 +30,7 @@ def liveness(  # noqa: PLR0911 - one return per probe, in the order they are che
     now = time.time() if now is None else now
     if published is None:
         return Verdict(False, "no pilot is running here (no state file)")
-    if not alive(published.supervisor_pid):
+    if not alive(published.supervisor_pid) or not _same_process(published):
         return Verdict(False, f"the supervisor (pid {published.supervisor_pid}) is gone")
     if now - published.updated > STALE_SECONDS:
         return Verdict(
@@ -55,3 +56,9 @@ def readiness(published: PublishedState | None, *, now: float | None = None) -> 
     if not published.ready or checked is None or now - checked > READY_FRESH_SECONDS:
         return Verdict(False, f"pilot {published.name}'s slot is not (yet) in the collector")
     return Verdict(True, f"pilot {published.name}'s slot is in the collector")
+
+
+def _same_process(published: PublishedState) -> bool:
+    """The pid still names the supervisor that wrote the state, not a later process."""
+    started = published.supervisor_started
+    return started is None or start_time(published.supervisor_pid) == started

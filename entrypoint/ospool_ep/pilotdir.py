@@ -5,21 +5,59 @@ Each holds an exclusive ``flock`` on ``<dir>/.lock`` for as long as it lives;
 a directory whose lock can be taken belongs to a dead pilot and is removed.
 A live pilot's directory is never touched: the kernel drops the lock only when
 its holder dies.
+
+Removal (:func:`remove_tree`) must get rid of what jobs leave: directories of
+mode 000 or 0500 (``shutil.rmtree(ignore_errors=True)`` silently leaves those),
+trees deeper than any fd budget, symlinks pointing anywhere. It works through
+directory fds, never follows a symlink, never crosses into another filesystem,
+and says how much it could not remove.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
+import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "ospool-ep-"
 LOCK_NAME = ".lock"
 UNLOCKED_GRACE_SECONDS = 3600
 """A directory without a lock file may be a pilot that is being created right now."""
+MAX_DEPTH = 64
+"""Directory fds held open at once while removing; deeper subtrees are moved up first."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What :func:`remove_tree` did to one directory."""
+
+    path: Path
+    left: int = 0
+    """Entries it could not remove (a directory it could not enter counts once)."""
+    error: str | None = None
+    """The first error met, in words."""
+
+    @property
+    def complete(self) -> bool:
+        return self.left == 0
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What :func:`collect_stale` did. Iterating it yields ``removed`` (as the list it once was)."""
+
+    removed: tuple[Path, ...] = ()
+    failed: tuple[Removal, ...] = ()
+    """Dead pilots' directories it could not remove entirely."""
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.removed)
 
 
 @dataclass
@@ -27,10 +65,12 @@ class PilotDirectory:
     path: Path
     lock_fd: int
 
-    def remove(self) -> None:
+    def remove(self) -> Removal:
         """Delete the directory, then let go of the lock."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.close(self.lock_fd)
+        try:
+            return remove_tree(self.path)
+        finally:
+            os.close(self.lock_fd)
 
 
 def create(*, root: Path, pilot_id: str) -> PilotDirectory:
@@ -56,30 +96,32 @@ def create(*, root: Path, pilot_id: str) -> PilotDirectory:
     return PilotDirectory(path, fd)
 
 
-def collect_stale(*, root: Path, keep: Path | None = None, now: float | None = None) -> list[Path]:
-    """Remove directories of dead pilots under ``root``; return what was removed."""
+def collect_stale(*, root: Path, keep: Path | None = None, now: float | None = None) -> Collection:
+    """Remove directories of dead pilots under ``root``; say what was removed and what not."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
+    failed: list[Removal] = []
     for candidate in sorted(root.glob(f"{PREFIX}*")):
         if candidate == keep or candidate.is_symlink() or not candidate.is_dir():
             continue
         if _is_stale(candidate, now=now):
-            shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
-    return removed
+            result = remove_tree(candidate)
+            if result.complete:
+                removed.append(candidate)
+            else:
+                failed.append(result)
+    return Collection(tuple(removed), tuple(failed))
 
 
 def _is_stale(path: Path, *, now: float) -> bool:
-    lock = path / LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    fd = _open_lock(path)
+    if fd is None:
+        return False
+    if fd < 0:  # no lock file
         try:
             return now - path.stat().st_mtime > UNLOCKED_GRACE_SECONDS
         except OSError:
             return False
-    except OSError:
-        return False  # not ours to judge (another uid's pilot, say)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -89,3 +131,204 @@ def _is_stale(path: Path, *, now: float) -> bool:
         # pilot never reuses a directory name (each has a fresh UUID).
         os.close(fd)
     return True
+
+
+def _open_lock(path: Path) -> int | None:
+    """An fd of ``path``'s lock file; -1 when there is none; None when it is not ours to judge.
+
+    A job (it runs as our uid) may have taken the permissions off its pilot's
+    directory or lock file: when they are ours, they are given back first.
+    """
+    for attempt in (1, 2):
+        try:
+            return os.open(path / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return -1
+        except PermissionError:
+            if attempt == 2 or not _give_back_modes(path):
+                return None
+        except OSError:
+            return None  # a symlink (ELOOP), another uid's pilot, ...
+    return None
+
+
+def _give_back_modes(path: Path) -> bool:
+    """Give our own ``path`` (a directory) and its lock file their modes back; True if done."""
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+        if st.st_uid != os.geteuid() or not stat.S_ISDIR(st.st_mode):
+            return False
+        _chmod_nofollow(parent, path.name, 0o700, expect=st)
+        directory = os.open(path.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError:
+        return False
+    finally:
+        os.close(parent)
+    try:
+        lock = os.stat(LOCK_NAME, dir_fd=directory, follow_symlinks=False)
+        if lock.st_uid == os.geteuid() and stat.S_ISREG(lock.st_mode):
+            _chmod_nofollow(directory, LOCK_NAME, 0o600, expect=lock)
+    except OSError:
+        pass  # none, or not ours: judged as such by the caller
+    finally:
+        os.close(directory)
+    return True
+
+
+# -- removal ---------------------------------------------------------------------------
+
+
+def _chmod_nofollow(dir_fd: int, name: str, mode: int, *, expect: os.stat_result) -> None:
+    """chmod ``name`` in ``dir_fd`` if it is still the ``expect`` inode; never a symlink's target.
+
+    Linux has no fchmodat(AT_SYMLINK_NOFOLLOW) before 6.6: an O_PATH fd, opened
+    without following, is chmod-ed through its /proc/self/fd link (as glibc does).
+    """
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino) or stat.S_ISLNK(st.st_mode):
+            raise FileNotFoundError(f"{name} was replaced while being removed")
+        os.chmod(f"/proc/self/fd/{fd}", mode)  # noqa: PTH101 - an fd's magic link, on purpose
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Walk:
+    top: int
+    """The fd of the directory being removed: deep subtrees are moved up into it."""
+    device: int
+    left: int = 0
+    error: str | None = None
+    pending: list[str] = field(default_factory=list)
+
+    def failed(self, where: str, error: OSError | str) -> None:
+        self.left += 1
+        if self.error is None:
+            reason = (error.strerror or str(error)) if isinstance(error, OSError) else error
+            self.error = f"{where}: {reason}"
+
+
+def remove_tree(path: Path) -> Removal:
+    """Remove ``path`` and everything below it, giving our directories u+rwx on the way down.
+
+    Never follows a symlink (it is removed, not its target), never leaves ``path``
+    (no ``..``; every step is relative to an open directory fd), never enters another
+    filesystem mounted inside. Not removable (another uid's, immutable, a mount
+    point): counted in ``left``, the rest still goes.
+    """
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        return Removal(path, left=1, error=f"{path.parent}: {error.strerror}")
+    try:
+        st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+        walk = _Walk(top=-1, device=st.st_dev)
+        if stat.S_ISDIR(st.st_mode):
+            _remove_directory(parent, path.name, st, walk, depth=0, where=str(path))
+        else:
+            _unlink(parent, path.name, walk, where=str(path))
+    except FileNotFoundError:
+        return Removal(path)
+    except OSError as error:
+        return Removal(path, left=1, error=f"{path}: {error.strerror}")
+    finally:
+        os.close(parent)
+    return Removal(path, walk.left, walk.error)
+
+
+def _remove_directory(
+    dir_fd: int, name: str, st: os.stat_result, walk: _Walk, *, depth: int, where: str
+) -> None:
+    try:
+        fd = _enter(dir_fd, name, st)
+    except OSError as error:
+        walk.failed(where, error)
+        return
+    before = walk.left
+    try:
+        if depth == 0:
+            walk.top = fd
+        _empty(fd, walk, depth=depth + 1, where=where)
+        while depth == 0 and walk.pending:
+            moved = walk.pending.pop()
+            _remove(fd, moved, walk, depth=1, where=f"{where}/{moved}")
+    finally:
+        os.close(fd)
+    if walk.left == before:
+        _rmdir(dir_fd, name, walk, where=where)
+
+
+def _enter(dir_fd: int, name: str, st: os.stat_result) -> int:
+    """Open directory ``name`` (the ``st`` inode) for removing what is in it: u+rwx first."""
+    if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+        _chmod_nofollow(dir_fd, name, 0o700, expect=st)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, dir_fd=dir_fd)
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise FileNotFoundError(f"{name} was replaced while being removed")
+    return fd
+
+
+def _empty(fd: int, walk: _Walk, *, depth: int, where: str) -> None:
+    try:
+        names = os.listdir(fd)
+    except OSError as error:
+        walk.failed(where, error)
+        return
+    for name in names:
+        _remove(fd, name, walk, depth=depth, where=f"{where}/{name}")
+
+
+def _remove(dir_fd: int, name: str, walk: _Walk, *, depth: int, where: str) -> None:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        walk.failed(where, error)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        _unlink(dir_fd, name, walk, where=where)
+    elif st.st_dev != walk.device:
+        walk.failed(where, "another filesystem is mounted there")
+    elif depth >= MAX_DEPTH:
+        _move_up(dir_fd, name, walk, where=where)
+    else:
+        _remove_directory(dir_fd, name, st, walk, depth=depth, where=where)
+
+
+def _move_up(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
+    """Too deep to hold one more fd: move it to the top (still inside the tree), for later."""
+    moved = f".ospool-ep-removing-{secrets.token_hex(8)}"
+    try:
+        os.rename(name, moved, src_dir_fd=dir_fd, dst_dir_fd=walk.top)
+    except OSError as error:
+        walk.failed(where, error)
+        return
+    walk.pending.append(moved)
+
+
+def _unlink(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        walk.failed(where, error)
+
+
+def _rmdir(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        walk.failed(where, error)

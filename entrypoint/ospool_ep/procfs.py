@@ -1,6 +1,8 @@
 """Procfs: the processes of this PID namespace as /proc shows them (pid, name, state, parent).
 
-Read with plain file reads: no process is signalled or waited for here.
+Read with plain file reads: no process is signalled or waited for here. Only
+files that proc(5) lets any uid read (``stat``, ``status``, ``cmdline``), so
+this works on the supervisor too, which is not dumpable (ospool_ep.hardening).
 """
 
 from __future__ import annotations
@@ -67,13 +69,38 @@ def descendants(root: int, *, proc: Path = PROC) -> list[int]:
     return result
 
 
-def arguments(pid: int, *, proc: Path = PROC) -> tuple[str, ...]:
-    """The command line of ``pid`` (empty when it is gone or unreadable)."""
+def start_time(pid: int, *, proc: Path = PROC) -> int | None:
+    """Field 22 of ``stat``: when the process started, in clock ticks after boot."""
     try:
-        raw = (proc / str(pid) / "cmdline").read_bytes()
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])  # fields[0] is field 3 (state)
+    except (IndexError, ValueError):
+        return None
+
+
+def uids(pid: int, *, proc: Path = PROC) -> tuple[int, ...]:
+    """Real, effective, saved and filesystem uid (``status``); () when unknown."""
+    try:
+        status = (proc / str(pid) / "status").read_text()
     except OSError:
         return ()
-    return tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            return tuple(int(value) for value in line.split()[1:])
+    return ()
+
+
+def cmdline(pid: int, *, proc: Path = PROC) -> tuple[str, ...]:
+    """The process's argv as it was exec'd; () for a kernel thread, a zombie or a gone pid."""
+    try:
+        data = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return ()
+    return tuple(arg.decode(errors="replace") for arg in data.split(b"\0")[:-1])
 
 
 def named_below(root: int, name: str, *, proc: Path = PROC) -> list[int]:

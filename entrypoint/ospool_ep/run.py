@@ -78,8 +78,11 @@ def run_pilot(host: Host) -> int:
     plan = outcome.plan
 
     root = Path(plan.settings.pilot_dir)
-    for stale in pilotdir.collect_stale(root=root):
+    collected = pilotdir.collect_stale(root=root)
+    for stale in collected.removed:
         emitter.event("info", "removed the directory of a dead pilot", path=str(stale))
+    for leftover in collected.failed:
+        _report_leftover(leftover, emitter, what="a dead pilot's directory")
     try:
         directory = pilotdir.create(root=root, pilot_id=plan.uuid)
     except OSError as error:
@@ -88,7 +91,19 @@ def run_pilot(host: Host) -> int:
     try:
         return _run_in(directory.path, plan, outcome.tokens, host, emitter)
     finally:
-        directory.remove()
+        removal = directory.remove()
+        if not removal.complete:
+            _report_leftover(removal, emitter, what="the pilot's own directory")
+
+
+def _report_leftover(leftover: pilotdir.Removal, emitter: Emitter, *, what: str) -> None:
+    emitter.event(
+        "warning",
+        f"could not remove all of {what}",
+        path=str(leftover.path),
+        left=leftover.left,
+        error=leftover.error,
+    )
 
 
 def _run_in(
@@ -239,6 +254,7 @@ class PilotHooks:
     token_signature: tuple[object, ...] = ()
     next_token_poll: float = 0.0
     next_state: float = 0.0
+    state_problem: str | None = None
     supervisor: Supervisor | None = None
     observer: readiness.Observer | None = None
     queries: readiness.ProcessQueries | None = None
@@ -438,7 +454,12 @@ class PilotHooks:
         try:
             published.publish(self.state_file, snapshot)
         except OSError as error:
-            self.event("warning", f"cannot write the state file {self.state_file}: {error}")
+            problem = f"cannot write the state file {self.state_file}: {error}"
+            if problem != self.state_problem:  # every 5 s otherwise
+                self.event("warning", problem, fix="health and drain cannot see this pilot")
+            self.state_problem = problem
+        else:
+            self.state_problem = None
 
     def finished(self, *, reason: str) -> None:
         del reason

@@ -20,7 +20,7 @@ from typing import Protocol
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.lifecycle import Action, Event, State, step, stop_was_requested
 from ospool_ep.logs import Level
-from ospool_ep.procfs import arguments, descendants, named_below
+from ospool_ep.procfs import cmdline, descendants, named_below
 
 WAITED_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
@@ -46,7 +46,7 @@ def starter_running(master_pid: int) -> bool:
     every reconfig (the drain's own) to learn what the starter can do.
     """
     return any(
-        "-classad" not in arguments(pid) for pid in named_below(master_pid, "condor_starter")
+        "-classad" not in cmdline(pid) for pid in named_below(master_pid, "condor_starter")
     )
 
 
