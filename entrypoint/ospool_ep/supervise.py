@@ -45,9 +45,7 @@ def starter_running(master_pid: int) -> bool:
     ``condor_starter -classad`` is not a job: the startd runs it at start and on
     every reconfig (the drain's own) to learn what the starter can do.
     """
-    return any(
-        "-classad" not in cmdline(pid) for pid in named_below(master_pid, "condor_starter")
-    )
+    return any("-classad" not in cmdline(pid) for pid in named_below(master_pid, "condor_starter"))
 
 
 def block_signals() -> None:
