@@ -179,3 +179,43 @@ def test_twenty_pilots_joining_while_a_cpu_hog_runs_are_all_visible_within_90_s(
         f" median {sorted(waited.values())[FLEET // 2]:.1f} s; all {took:.1f} s after the first;"
         f" {nudged} pilots nudged their startd"
     )
+
+
+COMEBACK_SECONDS = 30.0
+"""Collector back -> slot in the collector. HTCondor alone waits for the startd's
+next UPDATE_INTERVAL (300 s) after its first advertisement was lost."""
+
+
+def _collector_answers(test_pool: pool.Pool) -> bool | None:
+    result = test_pool.exec_cm(["condor_status", "-master", "-af", "Name"], timeout=20)
+    return True if result.exit_code == 0 else None
+
+
+def test_a_pilot_whose_first_advertisement_is_lost_joins_within_seconds_of_the_collectors_return(
+    pilots: Pilots, live_pool: pool.Pool
+) -> None:
+    """The CM's collector is killed as the pilot starts (its master restarts it
+    some seconds later, empty), so the startd's first advertisement is refused
+    and lost. Once the collector answers again, the supervisor's query finds the
+    slot missing and makes the startd advertise at once: the slot is in the
+    collector within 30 s of the collector's return, not UPDATE_INTERVAL later."""
+    # comm is cut at 15 characters; the CM image has no pkill.
+    kill = (
+        'for p in /proc/[0-9]*; do [ "$(cat "$p/comm" 2>/dev/null)" = condor_collecto ]'
+        ' && kill -KILL "${p#/proc/}"; done; true'
+    )
+    live_pool.exec_cm(["sh", "-c", kill]).check("kill the collector")
+    try:
+        pilot = pilots.start("ep-comeback", wait_slot=False)
+        pool.wait_until(
+            lambda: _collector_answers(live_pool), timeout=120, interval=0.5, what="collector"
+        )
+        back = time.monotonic()
+        pilot.wait_for_slot(timeout=COMEBACK_SECONDS + 30)
+        took = time.monotonic() - back
+    finally:
+        # The CM's own daemons re-advertise on a reconfig, for the tests that follow.
+        live_pool.exec_cm(["condor_reconfig"], timeout=30)
+    nudges = pilot.logs().count("asking the startd to advertise again")
+    assert took <= COMEBACK_SECONDS, f"{took:.1f} s\n{pilot.logs()[-4000:]}"
+    print(f"\ncollector back: slot visible {took:.1f} s later, after {nudges} nudge(s)")

@@ -368,8 +368,8 @@ def test_an_unreadable_token_file_stops_the_pilot_with_78_naming_it(
 
 def test_the_token_is_in_no_daemon_environment_job_or_log(pilots: Pilots) -> None:
     """TOKEN (the token text) is not in condor_master's or condor_startd's
-    environment, nor in a job's, and the token never appears in the pilot's
-    output."""
+    environment, nor in a job's, the supervisor's own environment cannot be read
+    by its uid, and the token never appears in the pilot's output."""
     test_pool = pilots.pool
     pilot = pilots.start("ep-secret")
     secret = digest(pilot.token)
@@ -379,6 +379,13 @@ def test_the_token_is_in_no_daemon_environment_job_or_log(pilots: Pilots) -> Non
         assert "CONDOR_CONFIG" in environ  # the environment was really read
         assert "TOKEN" not in environ, f"{daemon} has TOKEN in its environment"
         assert secret not in environ.values(), f"{daemon} has the token in its environment"
+    # SPEC 7.5: the supervisor is not dumpable, so a process of its own uid (a job,
+    # an exec session) cannot read its environment, and TOKEN was left out of it
+    # at the re-exec in any case.
+    supervisor = pilot.exec(["cat", "/proc/1/environ"], user="1000")
+    assert supervisor.exit_code != 0 and "Permission denied" in supervisor.stderr
+    status = pilot.exec(["cat", "/proc/1/status"], user="1000").check("supervisor status")
+    assert "\nPid:\t1\n" in status.stdout  # /proc/1 itself stays readable (health uses it)
     cluster = pilot.submit({"executable": "/usr/bin/env"})
     wait_status(test_pool, cluster, JobStatus.COMPLETED, timeout=60)
     job_env = test_pool.job_output(cluster)
