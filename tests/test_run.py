@@ -343,18 +343,6 @@ def test_a_fifo_in_place_of_the_drain_drop_in_does_not_freeze_the_drain(
     assert not worker.is_alive(), "prepare_drain blocked on a FIFO"
     assert knob(hooks.config_dir, "START") == "False"
 
-    class NoAnswerYet:
-        ready = False
-        checked: float | None = None
-
-    observer = NoAnswerYet()
-    hooks.observer = observer  # type: ignore[assignment]
-    hooks.started_at = 0.0
-    assert not hooks.advertise_again(45.0)
-    observer.checked = 46.0
-    assert hooks.advertise_again(47.0)
-    assert hooks.nudges_done == 1
-
 
 # -- the running supervisor, from outside ------------------------------------------
 
