@@ -19,10 +19,11 @@ import pytest
 
 import unprivileged
 from jwt_factory import token
-from ospool_ep import procfs, readiness, render, run
+from ospool_ep import pilotdir, prepare, procfs, readiness, render, run
 from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter
 from ospool_ep.plan import Host, build_plan
+from ospool_ep.tokens import install_tokens
 from venv_tools import ospool_ep_command
 
 NOW = int(time.time())
@@ -64,14 +65,22 @@ def hooks_for(site: dict[str, str], tmp_path: Path) -> tuple[run.PilotHooks, io.
         outcome.plan, output=config_dir, findings=outcome.findings, environ={}
     )
     out = io.StringIO()
-    hooks = run.PilotHooks(
-        plan=outcome.plan,
-        tokens=outcome.tokens,
-        host=host,
+    launch = prepare.launch_for(
+        outcome.plan,
+        outcome.tokens,
+        directory=pilotdir.PilotDirectory(tmp_path, -1),
         config_dir=config_dir,
-        emitter=Emitter(fmt="text", stream=out),
+        command=["/bin/false"],
+        environment={},
+        environ=site,
     )
+    hooks = run.PilotHooks(launch=launch, emitter=Emitter(fmt="text", stream=out))
     return hooks, out
+
+
+def installed_token_dir(hooks: run.PilotHooks) -> Path:
+    plan, _ = prepare.unpack(hooks.plan_blob)
+    return Path(plan.token_dir)
 
 
 def knob(config_dir: Path, name: str) -> str:
@@ -150,7 +159,7 @@ def test_a_renewed_token_is_installed_and_reconfigures(
     site: dict[str, str], tmp_path: Path
 ) -> None:
     hooks, _ = hooks_for(site, tmp_path)
-    installed = Path(hooks.plan.token_dir)
+    installed = installed_token_dir(hooks)
     fresh = token(iat=NOW, exp=NOW + 60 * 86400, jti="renewed")
     write_token(Path(site["TOKEN_DIR"]), fresh)
     assert hooks.reload() is True
@@ -163,9 +172,9 @@ def test_an_expired_replacement_token_is_refused_and_the_old_one_kept(
     site: dict[str, str], tmp_path: Path
 ) -> None:
     hooks, out = hooks_for(site, tmp_path)
-    tokens_dir = Path(hooks.plan.token_dir)
+    tokens_dir = installed_token_dir(hooks)
     tokens_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    run.tokens_mod.install_tokens(hooks.tokens, dest=tokens_dir)
+    install_tokens(prepare.unpack(hooks.plan_blob)[1], dest=tokens_dir)
     before = {p.name: p.read_text() for p in tokens_dir.iterdir()}
     expired = token(iat=NOW - 86400, exp=NOW - 60)
     write_token(Path(site["TOKEN_DIR"]), expired)
@@ -229,7 +238,7 @@ def test_the_state_file_is_published_and_withdrawn(site: dict[str, str], tmp_pat
 
 
 def test_the_master_never_gets_the_token_or_webhook_urls() -> None:
-    assert {"TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL"} <= set(run.CHILD_ENV_DROPPED)
+    assert {"TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL"} <= set(prepare.CHILD_ENV_DROPPED)
 
 
 class FakeQueries:
@@ -448,7 +457,10 @@ def test_the_running_supervisor_hides_its_token_and_its_memory_from_its_own_uid(
             assert text.encode() not in initial
             names = [entry.split(b"=")[0] for entry in initial.split(b"\0")]
             assert b"TOKEN" not in names
-            assert b"OSPOOL_EP_TOKEN_FD" in names, "it exec'd itself with the hand-over"
+            # The supervisor is the light half, exec'd after preparing (handoff.py): its
+            # environment is what the token hand-over left, plus the launch.
+            assert b"OSPOOL_EP_LAUNCH_FD" in names, "it exec'd itself into the supervisor"
+            assert b"OSPOOL_EP_TOKEN_FD" not in names
         installed = list(Path(site["PILOT_DIR"]).glob("ospool-ep-*/tokens.d/*"))
         assert [path.read_text().strip() for path in installed] == [text]
 

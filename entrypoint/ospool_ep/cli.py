@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from ospool_ep.findings import Findings, Status
 
 if TYPE_CHECKING:
     from ospool_ep import state
+    from ospool_ep.hardening import Hardened
+    from ospool_ep.logs import Emitter
 
 
 def _report(findings: Findings, *, out: TextIO, title: str) -> None:
@@ -80,32 +83,41 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ospool_ep import hardening
+    from ospool_ep import handoff, hardening, run
+    from ospool_ep.logs import Emitter
 
     # First of all (before the imports below: the exec would load them twice).
     hardened = hardening.harden(may_exec=args.own_process)
+    try:
+        launch = handoff.take_launch(os.environ)
+    except handoff.HandOffError as error:
+        print(f"ospool-ep run: {error}", file=sys.stderr)
+        return int(ExitCode.SOFTWARE)
+    if launch is not None:
+        # The second half (SPEC 7): prepared already, supervise with light imports only.
+        emitter = Emitter(fmt=run.log_format({"LOG_FORMAT": launch.log_format}), stream=sys.stdout)
+        _report_hardening(hardened, emitter)
+        return run.supervise_launch(launch, emitter)
 
     import dataclasses
 
-    from ospool_ep import plan, run
-    from ospool_ep.logs import Emitter
+    from ospool_ep import plan
 
     host = plan.Host.current()
     if hardened.token is not None:
         # In memory only: the settings read TOKEN from the Host as from the environment.
         environ = {**host.environ, hardening.TOKEN_VARIABLE: hardened.token}
         host = dataclasses.replace(host, environ=environ)
-    if hardened.problems:
-        json_logs = host.environ.get("LOG_FORMAT", "").strip().lower() == "json"
-        emitter = Emitter(fmt="json" if json_logs else "text", stream=sys.stdout)
-        for problem in hardened.problems:
-            emitter.event(problem.level, problem.message, **problem.fields)
-    return run.run_pilot(host)
+    _report_hardening(hardened, Emitter(fmt=run.log_format(host.environ), stream=sys.stdout))
+    return run.run_pilot(host, may_exec=args.own_process)
+
+
+def _report_hardening(hardened: Hardened, emitter: Emitter) -> None:
+    for problem in hardened.problems:
+        emitter.event(problem.level, problem.message, **problem.fields)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    import os
-
     from ospool_ep import health, state
 
     loaded = state.load(state.state_path(os.environ))
@@ -119,7 +131,6 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    import os
     import signal
 
     from ospool_ep import procfs, state
@@ -152,7 +163,6 @@ def _signal_supervisor(loaded: state.Loaded, pid: int, signo: int) -> str | None
     Through a pidfd taken before the checks: should the pid die and be reused
     between them, the signal goes to the dead process (ESRCH), never the new one.
     """
-    import os
     import signal
 
     from ospool_ep import state

@@ -22,10 +22,12 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospool_ep import procfs
-from ospool_ep.settings import Settings
+
+if TYPE_CHECKING:
+    from ospool_ep.settings import Settings
 
 DISTRIBUTION = Path("/usr/lib/ospool-ep/cvmfsexec")
 """Where the image build puts the distribution (absent in the default build)."""

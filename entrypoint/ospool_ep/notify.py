@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ospool_ep import __version__
-from ospool_ep.env_values import redact_url
 
 NOTIFY_TIMEOUT_SECONDS = 5
 """Wall-time bound of one notice, connecting and answering together (SPEC 7.5)."""
@@ -135,6 +134,10 @@ def _post(url: str, body: bytes, timeout: float, outcome: list[int | BaseExcepti
 
 def _shown(url: str) -> str:
     """The URL as messages may show it: scheme, host and port only."""
+    # Imported here: the value parsers load the ClassAd library, which the long-lived
+    # supervisor otherwise never needs (its memory, SPEC 14).
+    from ospool_ep.env_values import redact_url  # noqa: PLC0415
+
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme and parts.hostname:

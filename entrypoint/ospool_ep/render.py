@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from ospool_ep import __version__, atomic
+from ospool_ep import __version__, atomic, dropin
 from ospool_ep.apptainer import ApptainerTest
 from ospool_ep.attributes import ExtraAttribute
 from ospool_ep.classad_text import config_unsafe_reason, string_literal
@@ -34,7 +34,6 @@ from ospool_ep.resources import Offer
 from ospool_ep.settings import Settings
 
 ROOT_FILE = "condor_config"
-CONFIG_SUBDIR = "config.d"
 PARSER_TIMEOUT_SECONDS = 20
 """A macro cycle makes HTCondor's config lookups hang; never wait forever."""
 
@@ -91,11 +90,6 @@ def _isotime(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def retirement_until(deadline: int | float) -> str:
-    """MAXJOBRETIREMENTTIME for "may run until ``deadline``": it counts from the job's start."""
-    return f"ifThenElse(MY.JobStart =?= undefined, 0, {int(deadline)} - MY.JobStart)"
-
-
 VACATE_SECONDS = 3
 """MachineMaxVacateTime: soft kill to hard kill when a job is evicted. It must fit
 in the drain's safety margin: the startd starts evicting this long before
@@ -117,16 +111,12 @@ def update_interval(idle_seconds: int) -> int | None:
     return max(30, idle_seconds // 2)
 
 
-def drain_config(*, deadline: float) -> str:
-    """The drop-in written on SIGTERM: no new jobs, running ones retire by ``deadline``."""
-    return (
-        "# Written by the supervisor when asked to stop (SPEC 7.2).\n"
-        "START = False\n"
-        f"MAXJOBRETIREMENTTIME = {retirement_until(deadline)}\n"
-    )
-
-
-DRAIN_FILE = f"{CONFIG_SUBDIR}/95-drain.conf"
+# The drain drop-in is written by the light supervisor (ospool_ep.dropin); the
+# rendered tree and the drop-in are one configuration, so they are named here too.
+CONFIG_SUBDIR = dropin.CONFIG_SUBDIR
+DRAIN_FILE = dropin.DRAIN_FILE
+drain_config = dropin.drain_config
+retirement_until = dropin.retirement_until
 
 
 def _environment() -> jinja2.Environment:
