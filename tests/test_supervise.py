@@ -31,6 +31,7 @@ from ospool_ep.supervise import (
     IDLE_STOP_SECONDS,
     KILL_MARGIN_SECONDS,
     LOOP_SECONDS,
+    Ending,
     Supervisor,
 )
 
@@ -826,3 +827,25 @@ def test_the_outcome_is_0_for_a_requested_or_clean_end_and_70_otherwise(
     outcome = supervisor._outcome()
 
     assert (outcome.code, outcome.reason) == (code, reason)
+
+
+@pytest.mark.parametrize(
+    ("history", "status", "ending"),
+    [
+        ((), None, Ending.NOT_STARTED),
+        ((Event.MASTER_STARTED, Event.MASTER_EXITED), 0, Ending.MASTER_DONE),
+        ((Event.MASTER_STARTED, Event.MASTER_EXITED), 3 << 8, Ending.MASTER_FAILED),
+        ((Event.MASTER_STARTED, Event.MASTER_EXITED), signal.SIGSEGV, Ending.MASTER_FAILED),
+        ((Event.MASTER_STARTED, Event.TERMINATE, Event.MASTER_EXITED), 3 << 8, Ending.REQUESTED),
+        ((Event.MASTER_STARTED, Event.FAST, Event.MASTER_EXITED), signal.SIGKILL, Ending.REQUESTED),
+    ],
+    ids=["never-started", "exit-0", "exit-3", "segv", "asked-exit-3", "asked-killed"],
+)
+def test_the_outcome_names_its_ending_so_no_caller_reads_the_reasons_words(
+    history: tuple[Event, ...], status: int | None, ending: Ending
+) -> None:
+    """run decides on the ending (retired vs. failed vs. asked), never on the sentence."""
+    supervisor, _, _ = idle_supervisor(grace=10, drain=4)
+    supervisor.history = list(history)
+    supervisor.master_status = status
+    assert supervisor._outcome().ending is ending

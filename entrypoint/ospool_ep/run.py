@@ -35,7 +35,7 @@ from ospool_ep.exitcodes import ExitCode
 from ospool_ep.handoff import Launch
 from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter, Level, LogTailer
-from ospool_ep.supervise import Supervisor, block_signals
+from ospool_ep.supervise import Ending, Supervisor, block_signals
 
 TOKEN_POLL_SECONDS = 10
 STATE_SECONDS = 5
@@ -119,7 +119,7 @@ def _supervise(launch: Launch, emitter: Emitter) -> int:
     result = supervisor.run()
     tailer.close()
     reason = result.reason
-    if finder and not finder.ever_found and result.code is ExitCode.SOFTWARE:
+    if finder and not finder.ever_found and result.ending is Ending.MASTER_FAILED:
         # cvmfsexec ended before it ever started the master: its mounts failed.
         for line in cvmfsexec.log_lines(Path(launch.cvmfsexec_log_dir or "")):
             emitter.event("error", line, source="cvmfsexec")
@@ -127,7 +127,7 @@ def _supervise(launch: Launch, emitter: Emitter) -> int:
             result, code=ExitCode.UNAVAILABLE, reason=f"cvmfsexec failed: {reason}"
         )
         reason = result.reason
-    if result.code is ExitCode.OK and "retired, idle" in reason:
+    if result.ending is Ending.MASTER_DONE:
         reason = "retired" if time.time() >= launch.to_retire else "idle or shut down by the pool"
     level: Level = "info" if result.code is ExitCode.OK else "error"
     emitter.event(level, f"pilot ended: {reason}", exit_code=int(result.code))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import enum
 import os
 import signal
 import time
@@ -84,6 +85,18 @@ class Hooks(Protocol):
 class Outcome:
     code: ExitCode
     reason: str
+    ending: Ending
+
+
+class Ending(enum.Enum):
+    """How the pilot's life ended: what the caller decides on, never the reason's words."""
+
+    NOT_STARTED = "stopped before condor_master started"
+    REQUESTED = "stopped on request"
+    """SIGTERM, SIGINT, SIGQUIT or `ospool-ep drain`."""
+    MASTER_DONE = "condor_master shut down by itself"
+    """Exit 0 on its own: retired, idled out (STARTD_NOCLAIM_SHUTDOWN) or told by the pool."""
+    MASTER_FAILED = "condor_master ended abnormally"
 
 
 @dataclass
@@ -289,18 +302,20 @@ class Supervisor:
         status = self.master_status
         requested = stop_was_requested(tuple(self.history))
         if status is None:
-            return Outcome(ExitCode.OK, "stopped before condor_master started")
+            return Outcome(ExitCode.OK, "stopped before condor_master started", Ending.NOT_STARTED)
         if os.WIFSIGNALED(status):
             how = f"condor_master was killed by signal {signal_name(os.WTERMSIG(status))}"
         else:
             how = f"condor_master exited with status {os.WEXITSTATUS(status)}"
         if requested:
-            return Outcome(ExitCode.OK, f"stopped on request ({how})")
+            return Outcome(ExitCode.OK, f"stopped on request ({how})", Ending.REQUESTED)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             return Outcome(
-                ExitCode.OK, "condor_master shut down (retired, idle or told by the pool)"
+                ExitCode.OK,
+                "condor_master shut down (retired, idle or told by the pool)",
+                Ending.MASTER_DONE,
             )
-        return Outcome(ExitCode.SOFTWARE, f"{how} unexpectedly")
+        return Outcome(ExitCode.SOFTWARE, f"{how} unexpectedly", Ending.MASTER_FAILED)
 
 
 def _become_subreaper() -> None:
