@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import sys
@@ -86,16 +87,62 @@ class Launch:
             raise HandOffError(f"the launch document does not fit: {error}") from None
 
 
+def memfd_holding(name: str, data: bytes, *, sealed: bool = False) -> int:
+    """An inheritable memfd (it must survive an exec) holding ``data``. Raises OSError.
+
+    ``sealed``: no later write, truncation or growth, so a process that opens it
+    through /proc before the new program reads it cannot change what it says.
+    """
+    fd = os.memfd_create(name, os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sealed:
+            seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def take_memfd(
+    environ: MutableMapping[str, str], variable: str, *, name: str, limit: int
+) -> bytes | None:
+    """What the memfd named by ``environ[variable]`` holds; the fd is closed and the
+    variable removed. None without the variable. Raises :class:`HandOffError` when the
+    descriptor is not open, not our memfd called ``name`` (then left open: it may be
+    something the caller needs), or larger than ``limit``."""
+    value = environ.pop(variable, None)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise HandOffError(f"{variable}={value!r} is not a file descriptor")
+    fd = int(value)
+    try:
+        target = str(Path(f"/proc/self/fd/{fd}").readlink())
+    except OSError:
+        raise HandOffError(f"{variable}: descriptor {fd} is not open") from None
+    if not target.startswith(f"/memfd:{name}"):
+        raise HandOffError(f"{variable}: descriptor {fd} is not the hand-over")
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise HandOffError(f"{variable}: {size} bytes is too large")
+        return os.pread(fd, size, 0)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def exec_supervisor(
     launch: Launch, *, environ: Mapping[str, str], executable: str, argv: list[str]
 ) -> OSError:
     """Exec ``argv`` (``ospool-ep run`` again) with ``launch`` in a memfd; returns only on error."""
     fd = -1
     try:
-        fd = os.memfd_create(MEMFD_NAME, os.MFD_ALLOW_SEALING)  # inheritable: survives the exec
-        view = memoryview(launch.to_json().encode())
-        while view:
-            view = view[os.write(fd, view) :]
+        fd = memfd_holding(MEMFD_NAME, launch.to_json().encode())
         os.set_inheritable(launch.lock_fd, True)
         environment = {**environ, LAUNCH_FD_VARIABLE: str(fd)}
         sys.stdout.flush()
@@ -111,26 +158,10 @@ def exec_supervisor(
 def take_launch(environ: MutableMapping[str, str]) -> Launch | None:
     """The launch handed over by :func:`exec_supervisor`, if any; the memfd is closed and
     the variable removed from ``environ``. Raises :class:`HandOffError` when it is not ours."""
-    value = environ.pop(LAUNCH_FD_VARIABLE, None)
-    if value is None:
+    data = take_memfd(environ, LAUNCH_FD_VARIABLE, name=MEMFD_NAME, limit=MAX_LAUNCH_BYTES)
+    if data is None:
         return None
-    if not value.isdigit():
-        raise HandOffError(f"{LAUNCH_FD_VARIABLE}={value!r} is not a file descriptor")
-    fd = int(value)
-    try:
-        target = str(Path(f"/proc/self/fd/{fd}").readlink())
-    except OSError:
-        raise HandOffError(f"{LAUNCH_FD_VARIABLE}: descriptor {fd} is not open") from None
-    if not target.startswith(f"/memfd:{MEMFD_NAME}"):
-        raise HandOffError(f"{LAUNCH_FD_VARIABLE}: descriptor {fd} is not the hand-off")
-    try:
-        size = os.fstat(fd).st_size
-        if size > MAX_LAUNCH_BYTES:
-            raise HandOffError(f"{LAUNCH_FD_VARIABLE}: {size} bytes is too large")
-        text = os.pread(fd, size, 0).decode()
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    text = data.decode()
     launch = Launch.from_json(text)
     os.set_inheritable(launch.lock_fd, False)  # condor_master must not hold our lock
     return launch

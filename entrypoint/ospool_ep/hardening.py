@@ -21,15 +21,14 @@ Not dumpable also means no core dump (which would hold the token).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
 import os
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ospool_ep import handoff
 
 if TYPE_CHECKING:
     from ospool_ep.logs import Level
@@ -42,7 +41,6 @@ MAX_TOKEN_BYTES = 1 << 20
 """Far above any real token file (a few KiB); a bound on what we read."""
 _PR_SET_DUMPABLE = 4
 _PR_GET_DUMPABLE = 3
-_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
 class HandOverError(Exception):
@@ -82,16 +80,9 @@ def exec_without_token(
     On success this never returns (same pid, fresh environment). It returns the
     error when the exec was impossible; this process is then unchanged.
     """
-    data = environ[TOKEN_VARIABLE].encode()
     fd = -1
     try:
-        # Inheritable (no MFD_CLOEXEC): it must survive the exec. Sealed, so a
-        # process that opens it through /proc before we read it cannot change it.
-        fd = os.memfd_create(MEMFD_NAME, os.MFD_ALLOW_SEALING)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        fd = handoff.memfd_holding(MEMFD_NAME, environ[TOKEN_VARIABLE].encode(), sealed=True)
         environment = {k: v for k, v in environ.items() if k != TOKEN_VARIABLE}
         environment[TOKEN_FD_VARIABLE] = str(fd)
         os.execve(executable, list(argv), environment)  # noqa: S606 - ourselves, again
@@ -108,27 +99,14 @@ def take_token(environ: MutableMapping[str, str]) -> str | None:
     The variable is removed from ``environ`` (so no child inherits it). Raises
     :class:`HandOverError` when it names anything but our memfd.
     """
-    value = environ.pop(TOKEN_FD_VARIABLE, None)
-    if value is None:
+    try:
+        data = handoff.take_memfd(
+            environ, TOKEN_FD_VARIABLE, name=MEMFD_NAME, limit=MAX_TOKEN_BYTES
+        )
+    except handoff.HandOffError as error:
+        raise HandOverError(str(error).replace("the hand-over", "the token hand-over")) from None
+    if data is None:
         return None
-    if not value.isdigit():
-        raise HandOverError(f"{TOKEN_FD_VARIABLE}={value!r} is not a file descriptor")
-    fd = int(value)
-    try:
-        target = str(Path(f"/proc/self/fd/{fd}").readlink())
-    except OSError:
-        raise HandOverError(f"{TOKEN_FD_VARIABLE}: descriptor {fd} is not open") from None
-    if not target.startswith(f"/memfd:{MEMFD_NAME}"):
-        # Not ours: leave it open (it may be something the caller needs).
-        raise HandOverError(f"{TOKEN_FD_VARIABLE}: descriptor {fd} is not the token hand-over")
-    try:
-        size = os.fstat(fd).st_size
-        if size > MAX_TOKEN_BYTES:
-            raise HandOverError(f"{TOKEN_FD_VARIABLE}: {size} bytes is too large for a token")
-        data = os.pread(fd, size, 0)
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
     return data.decode(errors="replace")
 
 

@@ -35,6 +35,7 @@ from ospool_ep.plan import (
     report_apptainer,
 )
 from ospool_ep.render import PilotPlan
+from ospool_ep.run import report_leftover
 from ospool_ep.state import state_path
 
 CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
@@ -100,16 +101,6 @@ def validated_plan(host: Host, emitter: Emitter) -> tuple[PilotPlan, tuple[token
         emitter.event("error", f"not starting: fix the errors above (exit {int(code)})")
         raise NotStarting(code)
     return outcome.plan, outcome.tokens
-
-
-def report_leftover(leftover: pilotdir.Removal, emitter: Emitter, *, what: str) -> None:
-    emitter.event(
-        "warning",
-        f"could not remove all of {what}",
-        path=str(leftover.path),
-        left=leftover.left,
-        error=leftover.error,
-    )
 
 
 def configure(
