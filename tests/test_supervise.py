@@ -282,8 +282,9 @@ def test_a_master_that_ignores_sigterm_and_sigquit_is_killed_before_the_grace_pe
     elapsed = time.monotonic() - started
 
     assert pilot.names() == ["SIGHUP", "SIGTERM", "SIGQUIT"]
-    assert elapsed < GRACE
-    assert elapsed == pytest.approx(GRACE - KILL_MARGIN_SECONDS, abs=0.5)
+    # Not before the kill rung, and before the orchestrator's own kill (no timing
+    # window on top: a busy machine only makes the driver slower to report).
+    assert GRACE - KILL_MARGIN_SECONDS - 0.1 <= elapsed < GRACE
     assert outcome["code"] == ExitCode.OK
     assert "SIGKILL" in outcome["reason"]
     assert not Path(f"/proc/{master}").exists()
@@ -305,7 +306,8 @@ def test_an_idle_pilot_whose_master_does_not_stop_is_killed_within_seconds(
     outcome = pilot.outcome()
     elapsed = time.monotonic() - started
 
-    assert elapsed == pytest.approx(IDLE_STOP_SECONDS, abs=0.6)
+    # At the idle rung, long before the drain deadline (15 s) and the grace (20 s).
+    assert IDLE_STOP_SECONDS - 0.1 <= elapsed < 10
     assert pilot.names() == ["SIGHUP", "SIGTERM"]
     assert outcome["code"] == ExitCode.OK
     assert "SIGKILL" in outcome["reason"]
@@ -327,8 +329,9 @@ def test_the_startds_capability_probe_is_not_taken_for_a_running_job(
 
     outcome = pilot.outcome()
 
-    assert time.monotonic() - started == pytest.approx(IDLE_STOP_SECONDS, abs=0.6)
+    assert IDLE_STOP_SECONDS - 0.1 <= time.monotonic() - started < 10
     assert outcome["code"] == ExitCode.OK
+    assert any("no job is running" in e["msg"] for e in pilot.record()["events"])
 
 
 def test_a_second_sigterm_while_draining_asks_for_fast_shutdown_at_once(
