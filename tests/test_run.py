@@ -221,7 +221,8 @@ def test_periodic_work_notices_a_rotated_token_file(site: dict[str, str], tmp_pa
     hooks, _ = hooks_for(site, tmp_path)
     assert hooks.tick(state=State.RUNNING, master_pid=None) is False
     write_token(Path(site["TOKEN_DIR"]), token(iat=NOW, exp=NOW + 90 * 86400, jti="rotated"))
-    hooks.next_token_poll = 0
+    now = time.monotonic() + run.TOKEN_POLL_SECONDS
+    hooks.clock = lambda: now  # the next poll is due
     assert hooks.tick(state=State.RUNNING, master_pid=None) is True
     assert hooks.tick(state=State.RUNNING, master_pid=None) is False
 
@@ -499,3 +500,21 @@ def test_run_reports_hardening_problems_in_its_log_format(site: dict[str, str]) 
     assert (
         first["msg"] == "TOKEN was not handed over: OSPOOL_EP_TOKEN_FD: descriptor 250 is not open"
     )
+
+
+def test_periodic_tasks_run_at_their_periods_on_the_injected_clock(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """Token polling every 10 s, state every 5 s, readiness and joining every loop."""
+    hooks, _ = hooks_for(site, tmp_path)
+    now = [0.0]
+    hooks.clock = lambda: now[0]
+    runs: dict[str, list[float]] = {task.name: [] for task in hooks.periodic}
+    for task in hooks.periodic:
+        task.run = lambda state, pid, name=task.name: runs[name].append(now[0]) or False
+    for second in range(21):
+        now[0] = float(second)
+        assert hooks.tick(state=State.RUNNING, master_pid=None) is False
+    assert runs["token files"] == [0.0, 10.0, 20.0]
+    assert runs["state and metrics"] == [0.0, 5.0, 10.0, 15.0, 20.0]
+    assert len(runs["readiness"]) == len(runs["joining"]) == 21

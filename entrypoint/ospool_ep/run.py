@@ -137,6 +137,17 @@ def _supervise(launch: Launch, emitter: Emitter) -> int:
 
 
 @dataclasses.dataclass
+class Periodic:
+    """One periodic task: due every ``period`` seconds (0: every loop); True asks for a
+    reconfig of the master."""
+
+    name: str
+    period: float
+    run: Callable[[State, int | None], bool]
+    due: float = 0.0
+
+
+@dataclasses.dataclass
 class PilotHooks:
     """The supervisor's callbacks: everything that knows about tokens, config and the pool."""
 
@@ -148,8 +159,8 @@ class PilotHooks:
     """The prepared plan, replaced by each accepted reload (opaque: see handoff.Launch)."""
     token_expiry: float | None = None
     token_signature: tuple[object, ...] = ()
-    next_token_poll: float = 0.0
-    next_state: float = 0.0
+    periodic: tuple[Periodic, ...] = ()
+    """The supervisor's periodic work, run from :meth:`tick` on the injected clock."""
     state_problem: str | None = None
     supervisor: Supervisor | None = None
     observer: readiness.Observer | None = None
@@ -162,6 +173,12 @@ class PilotHooks:
         self.plan_blob = self.plan_blob or self.launch.plan_blob
         self.token_expiry = self.launch.token_expiry
         self.token_signature = _dir_signature(Path(self.launch.token_dir))
+        self.periodic = (
+            Periodic("token files", TOKEN_POLL_SECONDS, self.poll_tokens),
+            Periodic("readiness", 0.0, self.observe),
+            Periodic("state and metrics", STATE_SECONDS, self.report_state),
+            Periodic("joining", 0.0, self.join),
+        )
 
     @property
     def config_dir(self) -> Path:
@@ -201,27 +218,42 @@ class PilotHooks:
         return True
 
     def tick(self, *, state: State, master_pid: int | None) -> bool:
+        """Run each periodic task that is due; True when one asks for a reconfig."""
         now = self.clock()
         reconfigure = False
-        if now >= self.next_token_poll:
-            self.next_token_poll = now + TOKEN_POLL_SECONDS
-            signature = _dir_signature(Path(self.launch.token_dir))
-            if signature != self.token_signature:
-                self.token_signature = signature
-                self.event("info", "token files changed: re-validating")
-                reconfigure = self.reload()
+        for task in self.periodic:
+            if now >= task.due:
+                task.due = now + task.period
+                reconfigure = task.run(state, master_pid) or reconfigure
+        return reconfigure
+
+    def poll_tokens(self, state: State, master_pid: int | None) -> bool:
+        """A replaced token file (Secret rotation) is re-validated and installed."""
+        del state, master_pid
+        signature = _dir_signature(Path(self.launch.token_dir))
+        if signature == self.token_signature:
+            return False
+        self.token_signature = signature
+        self.event("info", "token files changed: re-validating")
+        return self.reload()
+
+    def observe(self, state: State, master_pid: int | None) -> bool:
+        del master_pid
         if self.observer is not None:
             if state is State.RUNNING:
-                self.observer.tick(now)
+                self.observer.tick(self.clock())
             elif self.queries is not None:
                 self.queries.stop()  # stopping: nobody asks for readiness any more
-        if now >= self.next_state:
-            self.next_state = now + STATE_SECONDS
-            self.publish(state=state, master_pid=master_pid)
-            self.update_metrics(state)
-        if state is State.RUNNING and self.advertise_again(now):
-            reconfigure = True
-        return reconfigure
+        return False
+
+    def report_state(self, state: State, master_pid: int | None) -> bool:
+        self.publish(state=state, master_pid=master_pid)
+        self.update_metrics(state)
+        return False
+
+    def join(self, state: State, master_pid: int | None) -> bool:
+        del master_pid
+        return state is State.RUNNING and self.advertise_again(self.clock())
 
     def child_exited(self, pid: int, status: int) -> None:
         """The supervisor reaped a child that is not the master: maybe our collector query."""
