@@ -89,6 +89,7 @@ LINKS = {
     "condor_config.d": "../condor_config.d",
     "systemd": "../systemd",
     "rpm": "../rpm",
+    "scripts": "../scripts",
 }
 KILLED = {"killed", "timeout", "caught by type check"}
 
@@ -106,7 +107,9 @@ markers = ["container: needs podman", "slow: takes minutes"]
 [tool.mutmut]
 source_paths = ["src/{PACKAGE}"]
 only_mutate = [{only}]
-also_copy = ["src/{PACKAGE}/templates", "condor_config.d", "systemd", "rpm", "conftest.py"]
+also_copy = [
+    "src/{PACKAGE}/templates", "condor_config.d", "systemd", "rpm", "scripts", "conftest.py",
+]
 pytest_add_cli_args = [
     "-m", "not container and not slow", "-p", "no:cacheprovider", "-q", {deselect},
 ]
