@@ -72,6 +72,7 @@ TESTS = (
     "tests/test_launch_config.py",
     "tests/test_defence_layers.py",
     "tests/test_contracts_exitcodes.py",
+    "tests/test_pools_contracts.py",
 )
 """The tests that exercise those modules in-process (mutmut then picks, per mutant,
 only the ones that reached the mutated function)."""
