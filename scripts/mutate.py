@@ -73,6 +73,7 @@ TESTS = (
     "tests/test_defence_layers.py",
     "tests/test_contracts_exitcodes.py",
     "tests/test_pools_contracts.py",
+    "tests/test_tokens_contracts.py",
 )
 """The tests that exercise those modules in-process (mutmut then picks, per mutant,
 only the ones that reached the mutated function)."""
