@@ -198,6 +198,14 @@ def test_the_capped_spread_is_taken_from_the_capped_window() -> None:
     assert life.to_retire == NOW + window - int(window * 0.02)
 
 
+def test_a_window_under_50_seconds_has_no_spread() -> None:
+    """2% of under 50 s rounds to 0 s: ToRetire is not moved at all."""
+    high = Pinned("high")
+    life = lifetime(token_expiry=NOW + GRACE + 60, rng=high)
+    assert high.asked == [(0, 0)]
+    assert (life.to_retire, life.to_die) == (NOW + 30, NOW + 60)
+
+
 # --- names ---------------------------------------------------------------------------------
 
 
@@ -214,6 +222,9 @@ def test_the_capped_spread_is_taken_from_the_capped_window() -> None:
         ("x" * 70, "x" * 63),
         ("x" * 62 + ".y", "x" * 62),
         ("x" * 62 + "-" + "y" * 5, "x" * 62),
+        ("-" + "x" * 63, "x" * 63),
+        ("." + "x" * 63, "x" * 63),
+        ("Xeon-X", "Xeon-X"),
     ],
 )
 def test_a_name_is_sanitised_to_a_dns_label_of_at_most_63_characters(text: str, name: str) -> None:
