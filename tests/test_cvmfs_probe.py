@@ -369,3 +369,17 @@ def test_none_mode_publishes_every_repo_false_and_runs_no_cron_job(tmp_path: Pat
     )
     assert knobs["HAS_CVMFS_oasis_opensciencegrid_org"] == "False"
     assert "OSPOOL_EP_CVMFS" not in knobs["STARTD_CRON_JOBLIST"].split()
+
+
+def test_the_problems_summary_is_rendered_at_start_as_the_cron_job_publishes_it() -> None:
+    """The first ad the startd sends carries OSPOOL_EP_CVMFS_PROBLEMS (rendered from the
+    start-up probe); the cron job's later value has the same form."""
+    from ospool_ep.cvmfs_probe import RepoHealth, cron_ad, problems_summary
+
+    results = [
+        RepoHealth(repo="a.example.org", healthy=True),
+        RepoHealth(repo="b.example.org", healthy=False, problem='/cvmfs/b is "empty" $x'),
+    ]
+    summary = problems_summary(results)
+    assert summary == "b.example.org: /cvmfs/b is empty x"
+    assert f'OSPOOL_EP_CVMFS_PROBLEMS = "{summary}"' in cron_ad(results, required=())

@@ -246,17 +246,25 @@ def _collect(
 # -- the startd cron job -------------------------------------------------------------------
 
 
-def _ad_string(text: str) -> str:
-    """A ClassAd string literal of plain printable text (quotes and backslashes dropped)."""
-    cleaned = "".join(ch for ch in text if ch.isprintable() and ch not in '"\\')
-    return f'"{cleaned[:500]}"'
+def _plain(text: str) -> str:
+    """Printable text without quotes, backslashes or ``$``, at most 500 characters."""
+    return "".join(ch for ch in text if ch.isprintable() and ch not in '"\\$')[:500]
+
+
+def problems_summary(results: Iterable[RepoHealth]) -> str:
+    """OSPOOL_EP_CVMFS_PROBLEMS' text: each unhealthy repository with its problem.
+
+    Rendered at start from the start-up probe too, so the first ad sent to the
+    collector has it: the cron job's value reaches the collector only with a later
+    update (UPDATE_INTERVAL, see 80-cvmfs.conf.j2).
+    """
+    return _plain("; ".join(f"{r.repo}: {r.problem}" for r in results if not r.healthy))
 
 
 def cron_ad(results: Iterable[RepoHealth], *, required: Iterable[str]) -> list[str]:
     """STARTD_CRON output lines: per repo HAS_CVMFS_*, revision and error count where
     known; OSG_NODE_VALIDATED, false as soon as one required repo is not healthy."""
     lines = []
-    problems = []
     by_repo = {result.repo: result for result in results}
     for repo, result in by_repo.items():
         lines.append(f"{has_attribute(repo)} = {'true' if result.healthy else 'false'}")
@@ -264,12 +272,10 @@ def cron_ad(results: Iterable[RepoHealth], *, required: Iterable[str]) -> list[s
             lines.append(f"{revision_attribute(repo)} = {result.revision}")
         if result.nioerr is not None:
             lines.append(f"{nioerr_attribute(repo)} = {result.nioerr}")
-        if not result.healthy:
-            problems.append(f"{repo}: {result.problem}")
     required = list(required)
     validated = all(repo in by_repo and by_repo[repo].healthy for repo in required)
     lines.append(f"OSG_NODE_VALIDATED = {'true' if validated else 'false'}")
-    lines.append(f"OSPOOL_EP_CVMFS_PROBLEMS = {_ad_string('; '.join(problems))}")
+    lines.append(f'OSPOOL_EP_CVMFS_PROBLEMS = "{problems_summary(by_repo.values())}"')
     return lines
 
 

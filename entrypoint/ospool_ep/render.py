@@ -25,7 +25,12 @@ from ospool_ep.apptainer import ApptainerTest
 from ospool_ep.attributes import ExtraAttribute
 from ospool_ep.classad_text import config_unsafe_reason, string_literal
 from ospool_ep.cvmfs import CvmfsPlan
-from ospool_ep.cvmfs_probe import has_attribute, nioerr_attribute, revision_attribute
+from ospool_ep.cvmfs_probe import (
+    has_attribute,
+    nioerr_attribute,
+    problems_summary,
+    revision_attribute,
+)
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.gpus import GpuReport
 from ospool_ep.policy import Lifetime
@@ -135,6 +140,7 @@ def _environment() -> jinja2.Environment:
     env.globals["has_cvmfs"] = has_attribute
     env.globals["cvmfs_revision"] = revision_attribute
     env.globals["cvmfs_nioerr"] = nioerr_attribute
+    env.globals["cvmfs_problems"] = problems_summary
     return env
 
 
