@@ -72,6 +72,11 @@ TESTS = (
     "tests/test_launch_config.py",
     "tests/test_defence_layers.py",
     "tests/test_contracts_exitcodes.py",
+    "tests/test_classad_text_contracts.py",
+    "tests/test_env_values_contracts.py",
+    "tests/test_settings_contracts.py",
+    "tests/test_attributes_contracts.py",
+    "tests/test_render_contracts.py",
 )
 """The tests that exercise those modules in-process (mutmut then picks, per mutant,
 only the ones that reached the mutated function)."""
@@ -89,6 +94,7 @@ LINKS = {
     "condor_config.d": "../condor_config.d",
     "systemd": "../systemd",
     "rpm": "../rpm",
+    "scripts": "../scripts",
 }
 KILLED = {"killed", "timeout", "caught by type check"}
 
@@ -106,7 +112,9 @@ markers = ["container: needs podman", "slow: takes minutes"]
 [tool.mutmut]
 source_paths = ["src/{PACKAGE}"]
 only_mutate = [{only}]
-also_copy = ["src/{PACKAGE}/templates", "condor_config.d", "systemd", "rpm", "conftest.py"]
+also_copy = [
+    "src/{PACKAGE}/templates", "condor_config.d", "systemd", "rpm", "scripts", "conftest.py",
+]
 pytest_add_cli_args = [
     "-m", "not container and not slow", "-p", "no:cacheprovider", "-q", {deselect},
 ]
