@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ospool_ep.attributes import load_extra_attributes_file, parse_extra_attributes
+from ospool_ep import attributes
+from ospool_ep.attributes import (
+    ExtraAttribute,
+    load_extra_attributes_file,
+    parse_extra_attributes,
+)
 from ospool_ep.findings import Findings
 
 FIX_FORMAT = (
@@ -211,6 +216,65 @@ REPORTS: list[tuple[str, str, list[str]]] = [
             f"expression -- {FIX_ONE_EXPRESSION}"
         ],
     ),
+    (
+        "hash-after-a-reference",
+        "A = X # note",
+        [
+            "FAIL  f:1: attribute 'A': the value 'X # note' contains '#', which is not a "
+            "comment in HTCondor configuration ('#' only starts a comment at the beginning of a "
+            "line), so it is not a valid ClassAd expression -- move the comment to its own line "
+            "starting with '#'"
+        ],
+    ),
+    (
+        "hash-after-an-empty-string",
+        'A = "" # note',
+        [
+            "FAIL  f:1: attribute 'A': the value '\"\" # note' contains '#', which is not a "
+            "comment in HTCondor configuration ('#' only starts a comment at the beginning of a "
+            "line), so it is not a valid ClassAd expression -- move the comment to its own line "
+            "starting with '#'"
+        ],
+    ),
+    (
+        "hash-after-a-string-with-an-escape",
+        'A = "a\\"b" # note',
+        [
+            "FAIL  f:1: attribute 'A': the value '\"a\\\\\"b\" # note' contains '#', which is "
+            "not a comment in HTCondor configuration ('#' only starts a comment at the beginning "
+            "of a line), so it is not a valid ClassAd expression -- move the comment to its own "
+            "line starting with '#'"
+        ],
+    ),
+    # Only blanks and tabs are trimmed, as HTCondor does: other white space is refused.
+    (
+        "stray-word",
+        "X",
+        [f"FAIL  f:1: line 'X' has no '=': expected NAME = expression -- {FIX_FORMAT}"],
+    ),
+    (
+        "form-feed-line",
+        "\x0c",
+        [f"FAIL  f:1: line {WITHHELD} has no '=': expected NAME = expression -- {FIX_FORMAT}"],
+    ),
+    (
+        "no-break-space-after-a-word",
+        "X\xa0",
+        [f"FAIL  f:1: line 'X\\xa0' has no '=': expected NAME = expression -- {FIX_FORMAT}"],
+    ),
+    (
+        "no-break-space-after-a-name",
+        "A\xa0= 1",
+        [f"FAIL  f:1: the attribute name 'A\\xa0' is not a valid name: {MUST_MATCH} -- {FIX_NAME}"],
+    ),
+    (
+        "no-break-space-after-a-value",
+        "A = 1\xa0",
+        [
+            "FAIL  f:1: attribute 'A': the value '1\\xa0' is not a valid ClassAd expression -- "
+            f"{FIX_ONE_EXPRESSION}"
+        ],
+    ),
     ("accepted", "A = 1\n# B = 2\n\nC = 'x#y' == \"#\"", ["PASS  f: 2 extra attributes: A, C"]),
     ("nothing", "# only a comment\n", ["PASS  f: no extra attributes"]),
 ]
@@ -280,3 +344,45 @@ def test_a_file_of_exactly_one_mib_is_read_and_one_byte_more_is_refused(tmp_path
         "FAIL  P: is larger than 1024 KiB; an extra-attributes file has a few lines -- "
         "check that the right file is mounted at this path"
     ]
+
+
+def test_accepted_lines_keep_their_names_and_expressions_trimmed_of_blanks_and_tabs() -> None:
+    findings = Findings()
+    text = " \tA\t=\tX \t\nB=MY.Cpus > 1\n"
+    assert parse_extra_attributes(text, source="f", findings=findings) == [
+        ExtraAttribute("A", "X", 1),
+        ExtraAttribute("B", "MY.Cpus > 1", 2),
+    ]
+
+
+def test_a_file_that_cannot_be_opened_or_read_is_a_failure_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading /proc/self/mem from its start fails with EIO: a real read error. Opening is
+    refused by a stand-in for the kernel (tests may run as root, who may open anything)."""
+    access = "mount the file readable by the pilot's user (uid 1000 in the image)"
+    assert lines_for(Path("/proc/self/mem")) == [
+        f"FAIL  P: cannot be read: Input/output error -- {access}"
+    ]
+
+    def denied(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", denied)
+    assert lines_for(tmp_path / "extra.cfg") == [
+        f"FAIL  P: cannot be opened: Permission denied -- {access}"
+    ]
+
+
+def test_the_knob_table_is_htcondors_list_upper_cased_without_comments() -> None:
+    """Built once at import; rebuilt here so a change to how it is built is seen."""
+    table = attributes._knob_table()
+    assert table == attributes.HTCONDOR_KNOBS
+    assert {"START", "NUM_CPUS", "DAEMON_LIST", "TRUST_DOMAIN"} <= table
+    assert all(name and name == name.upper() and "#" not in name for name in table)
+    shipped = (Path(attributes.__file__).parent / "htcondor_knobs.txt").read_text().splitlines()
+    assert len(table) == len({n.upper() for n in shipped if n.strip() and n[0] != "#"}) > 1000
+
+
+def test_the_word_tables_split_on_any_blank() -> None:
+    assert attributes._words(" a\tb\n  c ") == frozenset({"a", "b", "c"})
