@@ -74,6 +74,11 @@ TESTS = (
     "tests/test_contracts_exitcodes.py",
     "tests/test_pools_contracts.py",
     "tests/test_tokens_contracts.py",
+    "tests/test_classad_text_contracts.py",
+    "tests/test_env_values_contracts.py",
+    "tests/test_settings_contracts.py",
+    "tests/test_attributes_contracts.py",
+    "tests/test_render_contracts.py",
 )
 """The tests that exercise those modules in-process (mutmut then picks, per mutant,
 only the ones that reached the mutated function)."""
