@@ -299,13 +299,41 @@ def drive(
 def test_a_slot_missing_from_a_reachable_collector_is_advertised_again_with_backoff(
     site: dict[str, str], tmp_path: Path
 ) -> None:
-    """The collector answers without our slot: nudges after 10 s, then 5, 10, 20, 40, 60 s apart."""
+    """The startd logged its first update at +3 s, the collector answers without our slot:
+    nudges 5 s after that update, then 5, 10, 20, 40, 60 s apart."""
     hooks, out, queries, clock = observed_hooks(
         site, tmp_path, answer=readiness.Answer(answered=True)
     )
+    drive(hooks, queries, clock, until=1003.0)
+    hooks.startd_advertised()
     nudged = drive(hooks, queries, clock, until=1300.0)
-    assert [t - 1000 for t in nudged][:7] == [10, 15, 25, 45, 85, 145, 205]
+    assert [t - 1000 for t in nudged][:7] == [8, 13, 23, 43, 83, 143, 203]
     assert out.getvalue().count("advertise again") == len(nudged)
+
+
+def test_no_nudge_before_the_startd_has_sent_its_first_update(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """A reconfig before the first update redoes the startd's start-up work and puts the
+    update off further: without the StartLog line, the first nudge waits 90 s."""
+    hooks, _, queries, clock = observed_hooks(
+        site, tmp_path, answer=readiness.Answer(answered=True)
+    )
+    nudged = drive(hooks, queries, clock, until=1200.0)
+    assert nudged[0] - 1000 == readiness.JOIN_UNANNOUNCED_SECONDS
+
+
+def test_the_startds_first_update_is_read_from_startlog(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """The log stream's watcher passes every line on and tells the joiner of the update."""
+    hooks, out, _, clock = observed_hooks(site, tmp_path, answer=readiness.Answer(answered=True))
+    watch = run.StartdWatch(hooks.emitter, hooks)
+    watch.daemon_line("MasterLog", "12/01/26 11:59:45 Initial update sent to collector(s)")
+    assert hooks.joiner is not None and hooks.joiner.advertised_at is None
+    watch.daemon_line("StartLog", "12/01/26 11:59:45 Initial update sent to collector(s)")
+    assert hooks.joiner.advertised_at == clock[0]
+    assert out.getvalue().count("Initial update sent") == 2
 
 
 def test_a_visible_slot_is_not_nudged(site: dict[str, str], tmp_path: Path) -> None:
@@ -330,6 +358,7 @@ def test_a_collector_that_comes_back_gets_a_nudge_within_seconds(
     hooks, _, queries, clock = observed_hooks(
         site, tmp_path, answer=readiness.Answer(answered=False)
     )
+    hooks.startd_advertised()  # its first update was refused
     assert drive(hooks, queries, clock, until=1200.0) == []
     queries.answer = readiness.Answer(answered=True)
     nudged = drive(hooks, queries, clock, until=1300.0)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal, Protocol, TextIO
 
 Level = Literal["debug", "info", "warning", "error"]
 
@@ -268,6 +268,14 @@ class _Followed:
         return self.path.name
 
 
+class LineSink(Protocol):
+    """Where the tailer sends lines: an :class:`Emitter`, or one that also watches them."""
+
+    def event(self, level: Level, msg: str, /, **fields: object) -> None: ...
+
+    def daemon_line(self, source: str, text: str) -> None: ...
+
+
 class LogTailer:
     """Follows HTCondor's daemon logs in a directory and hands new complete lines to an Emitter.
 
@@ -285,7 +293,7 @@ class LogTailer:
         self,
         *,
         log_dir: Path,
-        emitter: Emitter,
+        emitter: LineSink,
         patterns: tuple[str, ...] = DEFAULT_PATTERNS,
         max_line: int = 16384,
         from_end: bool = False,

@@ -103,7 +103,7 @@ def report_leftover(leftover: pilotdir.Removal, emitter: Emitter, *, what: str) 
 def _supervise(launch: Launch, emitter: Emitter) -> int:
     finder = cvmfsexec.MasterFinder() if launch.cvmfsexec_log_dir else None
     hooks = PilotHooks(launch=launch, emitter=emitter)
-    tailer = LogTailer(log_dir=Path(launch.local_dir) / "log", emitter=emitter)
+    tailer = LogTailer(log_dir=Path(launch.local_dir) / "log", emitter=StartdWatch(emitter, hooks))
     supervisor = Supervisor(
         command=list(launch.command),
         environment=dict(launch.environment),
@@ -134,6 +134,22 @@ def _supervise(launch: Launch, emitter: Emitter) -> int:
     hooks.notify("stop", reason, wait=True)
     hooks.finished(reason=reason)
     return int(result.code)
+
+
+class StartdWatch:
+    """The log stream's emitter, watching StartLog for the startd's first update."""
+
+    def __init__(self, emitter: Emitter, hooks: PilotHooks) -> None:
+        self.emitter = emitter
+        self.hooks = hooks
+
+    def event(self, level: Level, msg: str, /, **fields: object) -> None:
+        self.emitter.event(level, msg, **fields)
+
+    def daemon_line(self, source: str, text: str) -> None:
+        self.emitter.daemon_line(source, text)
+        if source == "StartLog" and readiness.ADVERTISED_LINE in text:
+            self.hooks.startd_advertised()
 
 
 @dataclasses.dataclass
@@ -254,6 +270,10 @@ class PilotHooks:
     def join(self, state: State, master_pid: int | None) -> bool:
         del master_pid
         return state is State.RUNNING and self.advertise_again(self.clock())
+
+    def startd_advertised(self) -> None:
+        if self.joiner is not None:
+            self.joiner.startd_advertised(self.clock())
 
     def child_exited(self, pid: int, status: int) -> None:
         """The supervisor reaped a child that is not the master: maybe our collector query."""
