@@ -213,3 +213,11 @@ def test_a_rejection_quotes_the_parsers_words_on_one_line_at_most_400_characters
         f"FAIL  HTCondor config: HTCondor's parser rejected the rendered configuration: {detail} "
         "-- check _CONDOR_* overrides; otherwise this is a bug, please report it"
     ]
+
+
+def test_a_spaced_value_is_quoted_from_its_names_equals_sign_even_if_it_holds_another() -> None:
+    """Only the first ``=`` separates name and value: a site named ``Lab = Main`` is
+    one quoted value."""
+    assert render.job_environment(Settings(site="Lab = Main", resource_name="R"))[0] == (
+        "GLIDEIN_Site='Lab = Main'"
+    )
