@@ -9,6 +9,8 @@ reads: pinned with ``Finding.as_line()``.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -221,3 +223,19 @@ def test_a_spaced_value_is_quoted_from_its_names_equals_sign_even_if_it_holds_an
     assert render.job_environment(Settings(site="Lab = Main", resource_name="R"))[0] == (
         "GLIDEIN_Site='Lab = Main'"
     )
+
+
+@pytest.fixture
+def eastern_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's local zone is five hours behind UTC (a POSIX TZ rule: no tz database)."""
+    monkeypatch.setenv("TZ", "EST+5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("eastern_host")
+def test_times_are_rendered_in_utc_whatever_the_hosts_zone() -> None:
+    assert time.localtime(0).tm_hour == 19
+    assert render._isotime(0) == "1970-01-01T00:00:00Z"
