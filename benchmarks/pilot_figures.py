@@ -138,8 +138,12 @@ def join_fleet(p: pool.Pool, token: str, names: list[str]) -> tuple[float, list[
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and len(ads) < len(names):
         time.sleep(1)
+        # Slot ads: in HTCondor 23 `-startd` lists the startd's own daemon ad, which
+        # reaches the collector only with a later update (minutes), not the slot.
         ads = p.collector_ads(
-            constraint=f'regexp("^{prefix}[0-9]", GLIDEIN_ResourceName)', projection=["Name"]
+            "slot",
+            f'regexp("^{prefix}[0-9]", GLIDEIN_ResourceName) && PartitionableSlot =?= true',
+            projection=["Name"],
         )
     return time.monotonic() - started, ads
 
