@@ -24,10 +24,10 @@ from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter
 from ospool_ep.plan import Host, build_plan
 from ospool_ep.tokens import install_tokens
-from venv_tools import ospool_ep_command
+from venv_tools import venv_tool
 
 NOW = int(time.time())
-OSPOOL_EP = Path(sys.executable).parent / "ospool-ep"
+OSPOOL_EP = venv_tool("ospool-ep")
 """The venv's console script: never whatever ``ospool-ep`` the caller's PATH finds."""
 
 
@@ -83,6 +83,13 @@ def installed_token_dir(hooks: run.PilotHooks) -> Path:
     return Path(plan.token_dir)
 
 
+def run_command(site: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ospool-ep run`` as a site starts it, with ``site`` as its whole environment."""
+    return subprocess.run(
+        [OSPOOL_EP, "run"], env=site, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def knob(config_dir: Path, name: str) -> str:
     code = "import sys, htcondor2; print(htcondor2.param.get(sys.argv[1]))"
     env = {**os.environ, "CONDOR_CONFIG": str(config_dir / "condor_config")}
@@ -96,14 +103,7 @@ def test_run_on_a_host_without_htcondor_exits_69_and_leaves_nothing(
     site: dict[str, str], tmp_path: Path
 ) -> None:
     """No daemons here: exit 69 naming HTCondor, before any pilot directory is made."""
-    result = subprocess.run(
-        [*ospool_ep_command(), "run"],
-        env=site,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_command(site)
     assert result.returncode == 69, result.stdout + result.stderr
     assert "HTCondor: daemons not installed" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -112,28 +112,14 @@ def test_run_on_a_host_without_htcondor_exits_69_and_leaves_nothing(
 
 def test_run_with_a_bad_setting_exits_78_naming_it(site: dict[str, str]) -> None:
     site["ACCEPT_JOBS_FOR_HOURS"] = "soon"
-    result = subprocess.run(
-        [*ospool_ep_command(), "run"],
-        env=site,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_command(site)
     assert result.returncode == 78
     assert "ACCEPT_JOBS_FOR_HOURS" in result.stdout
 
 
 def test_json_logs_are_one_object_per_line(site: dict[str, str]) -> None:
     site["LOG_FORMAT"] = "json"
-    result = subprocess.run(
-        [*ospool_ep_command(), "run"],
-        env=site,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_command(site)
     lines = result.stdout.splitlines()
     assert lines
     for line in lines:
@@ -466,7 +452,7 @@ def test_the_running_supervisor_hides_its_token_and_its_memory_from_its_own_uid(
     log = tmp_path / "run.log"
     with log.open("w") as out:
         supervisor = subprocess.Popen(
-            [*unprivileged.command(), str(OSPOOL_EP), "run"],
+            [*unprivileged.command(), OSPOOL_EP, "run"],
             env=site,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -495,7 +481,7 @@ def test_the_running_supervisor_hides_its_token_and_its_memory_from_its_own_uid(
         assert [path.read_text().strip() for path in installed] == [text]
 
         deadline = time.monotonic() + 30
-        while (health := unprivileged_run(str(OSPOOL_EP), "health", env=site)).returncode:
+        while (health := unprivileged_run(OSPOOL_EP, "health", env=site)).returncode:
             assert time.monotonic() < deadline, health.stdout + log.read_text()
             time.sleep(0.2)
         assert "condor_master and condor_startd running" in health.stdout
@@ -503,7 +489,7 @@ def test_the_running_supervisor_hides_its_token_and_its_memory_from_its_own_uid(
         assert published["supervisor_pid"] == supervisor.pid
         assert published["supervisor_started"] == procfs.start_time(supervisor.pid)
 
-        drain = unprivileged_run(str(OSPOOL_EP), "drain", env=site)
+        drain = unprivileged_run(OSPOOL_EP, "drain", env=site)
         assert drain.returncode == 0, drain.stderr
         assert supervisor.wait(timeout=30) == 0, log.read_text()
     finally:
@@ -520,9 +506,7 @@ def test_run_reports_hardening_problems_in_its_log_format(site: dict[str, str]) 
     """A hand-over that went wrong is an event like any other (here in JSON), then the
     pilot goes on (here to exit 69: no HTCondor on this host)."""
     site.update(LOG_FORMAT="json", OSPOOL_EP_TOKEN_FD="250")
-    result = subprocess.run(
-        [str(OSPOOL_EP), "run"], env=site, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_command(site)
     assert result.returncode == 69
     first = json.loads(result.stdout.splitlines()[0])
     assert first["level"] == "error"

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospool_ep import __version__, atomic, cvmfsexec, dropin, handoff, notify, pilotdir, readiness
 from ospool_ep import state as published
@@ -36,6 +36,9 @@ from ospool_ep.handoff import Launch
 from ospool_ep.lifecycle import State
 from ospool_ep.logs import Emitter, Level, LogTailer
 from ospool_ep.supervise import Ending, Supervisor, block_signals
+
+if TYPE_CHECKING:
+    from ospool_ep.plan import Host
 
 TOKEN_POLL_SECONDS = 10
 STATE_SECONDS = 5
@@ -50,10 +53,10 @@ def log_format(environ: Mapping[str, str]) -> Any:
     return value if value in ("text", "json") else "text"
 
 
-def run_pilot(host: Any, *, may_exec: bool = False) -> int:
+def run_pilot(host: Host, *, may_exec: bool = False) -> int:
     """``ospool-ep run`` in its first process: prepare, then become the light supervisor.
 
-    ``host`` is an :class:`ospool_ep.plan.Host`. ``may_exec``: this process was started
+    ``may_exec``: this process was started
     for ``ospool-ep run`` (never inside a test calling the CLI in-process).
     """
     # Before any thread exists (observer, metrics, webhooks): they inherit the
