@@ -40,7 +40,8 @@ STAGE = REPO / ".mutmut"
 PACKAGE = "ospool_ep"
 MODULES = (
     "settings",
-    "env_values",
+    "values",
+    "variables",
     "classad_text",
     "tokens",
     "attributes",
@@ -75,7 +76,7 @@ TESTS = (
     "tests/test_pools_contracts.py",
     "tests/test_tokens_contracts.py",
     "tests/test_classad_text_contracts.py",
-    "tests/test_env_values_contracts.py",
+    "tests/test_values_contracts.py",
     "tests/test_settings_contracts.py",
     "tests/test_attributes_contracts.py",
     "tests/test_render_contracts.py",

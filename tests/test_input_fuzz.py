@@ -28,7 +28,7 @@ import pytest
 from jwt_factory import make_jwt, payload
 from ospool_ep import plan, render
 from ospool_ep.findings import Findings
-from ospool_ep.settings import VARIABLES
+from ospool_ep.variables import VARIABLES
 
 FUZZ_SEED = 20_240_609
 CASES = 400
@@ -396,11 +396,11 @@ def test_a_real_check_process_on_fuzzed_input_exits_78_without_a_traceback(
 def test_a_number_in_other_scripts_digits_is_not_a_number(digits: str) -> None:
     """``str.isdigit`` and ``\\d`` take fullwidth or Arabic-Indic digits; HTCondor does not.
     Every whole-number variable refuses them instead of reading them as a number."""
-    from ospool_ep import env_values
+    from ospool_ep import values
 
     numeric = [v for v in VARIABLES if v.name in {"NUM_CPUS", "MEMORY", "METRICS_PORT"}]
     for variable in [*numeric, *(v for v in VARIABLES if v.name == "PILOT_WALLTIME")]:
-        with pytest.raises(env_values.Invalid):
+        with pytest.raises(values.Invalid):
             variable.parse(digits)
-    with pytest.raises(env_values.Invalid):
-        env_values.parse_host_port("cm.example.org:\uff19\uff16\uff11\uff18")
+    with pytest.raises(values.Invalid):
+        values.parse_host_port("cm.example.org:\uff19\uff16\uff11\uff18")

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from ospool_ep import resources, settings
+from ospool_ep import resources, settings, variables
 from ospool_ep.attributes import load_extra_attributes_file
 from ospool_ep.findings import Findings, Status
 
@@ -355,7 +355,7 @@ def test_every_variable_set_is_one_the_pilot_reads_and_valid_for_it(directory: s
     """No misspelt variable in the manifests, and the literal values pass the pilot's
     own settings validation; only GLIDEIN_Site/GLIDEIN_ResourceName may be missing,
     and only where no site has set them yet (the base and the bare overlays)."""
-    known = settings.VARIABLE_NAMES | {
+    known = variables.NAMES | {
         resources.KUBERNETES_CPU_VARIABLE,
         resources.KUBERNETES_MEMORY_VARIABLE,
     }

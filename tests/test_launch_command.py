@@ -24,6 +24,7 @@ import pytest
 from ospool_ep import cli, launch, launch_host
 from ospool_ep import launch_command as lc
 from ospool_ep import launch_config as lcfg
+from ospool_ep.findings import Finding
 
 ENGINES = ("docker", "podman")
 BASE = "GLIDEIN_Site=TestSite\nGLIDEIN_ResourceName=Test Resource\nIMAGE=example.org/ospool-ep:1\n"
@@ -581,7 +582,7 @@ def test_rootless_mapping_as_an_unprivileged_user(
     assert launch_host.id_mapping("docker") == launch_host.IdMapping(1000, 1000)
     subuid.write_text("")
     problem = launch_host.id_mapping("podman")
-    assert isinstance(problem, lcfg.Problem) and "usermod --add-subuids" in problem.fix
+    assert isinstance(problem, Finding) and "usermod --add-subuids" in problem.fix
 
 
 # ---------------------------------------------------------------------------

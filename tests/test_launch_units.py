@@ -41,7 +41,10 @@ HOST_MODULES = (
     "launch_config",
     "launch_host",
     "launch_keys",
-    "launch_values",
+    "findings",
+    "pools",
+    "values",
+    "variables",
 )
 """The modules the RPM ships to /usr/share/ospool-ep (rpm/ospool-ep.spec %install)."""
 CONFIG_ERROR = 78

@@ -1,4 +1,4 @@
-"""Contracts of settings and env_values: the environment -> one Settings (SPEC 4.1, 5.2).
+"""Contracts of settings and values: the environment -> one Settings (SPEC 4.1, 5.2).
 
 Pure code, no I/O: each test hands ``load_settings`` a plain mapping and reads
 back the frozen ``Settings`` and the PASS/WARN/FAIL findings. The minimal
@@ -15,9 +15,10 @@ from pathlib import PurePosixPath
 import pytest
 
 from jwt_factory import DAY, NOW, make_jwt, payload
-from ospool_ep import env_values as ev
+from ospool_ep import values as ev
 from ospool_ep.findings import Finding, Findings, Status
-from ospool_ep.settings import VARIABLE_NAMES, Settings, load_settings
+from ospool_ep.settings import Settings, load_settings
+from ospool_ep.variables import NAMES as VARIABLE_NAMES
 
 MINIMAL = {"GLIDEIN_Site": "Example Site", "GLIDEIN_ResourceName": "Example_CE"}
 

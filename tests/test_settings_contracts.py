@@ -14,8 +14,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from ospool_ep import env_values as ev
-from ospool_ep import settings
+from ospool_ep import values as ev
+from ospool_ep import variables
 from ospool_ep.findings import Findings, Status
 from ospool_ep.settings import Settings, input_files, load_settings
 
@@ -179,7 +179,7 @@ def test_each_report_line_names_the_variable_the_problem_and_the_fix(
 
 def test_the_integer_rule_of_a_variable_checks_both_bounds_and_names_the_unit() -> None:
     """The rows of VARIABLES are built at import; this is the rule they are built with."""
-    rule = settings._in(1, 24, "hours")
+    rule = variables._int(1, 24, "hours")
     assert rule(" 24 ") == 24
     for bad in ("0", "25"):
         with pytest.raises(ev.Invalid) as raised:
@@ -189,7 +189,7 @@ def test_the_integer_rule_of_a_variable_checks_both_bounds_and_names_the_unit() 
             "use an integer between 1 and 24 hours",
         )
     with pytest.raises(ev.Invalid) as raised:
-        settings._in(1)("0")
+        variables._int(1)("0")
     assert raised.value.fix == "use an integer >= 1"
 
 

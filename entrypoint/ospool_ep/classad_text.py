@@ -13,23 +13,13 @@ import re
 
 import classad2
 
-# Characters that could add, continue or alter a configuration line, or smuggle
-# in macro expansion. Tab is allowed nowhere either: values are single-line text.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def config_unsafe_reason(text: str) -> str | None:
-    """Why ``text`` may not be written into an HTCondor config value, or None if safe."""
-    if "\n" in text or "\r" in text:
-        return "contains a line break"
-    if _CONTROL.search(text):
-        return "contains a control character"
-    if "$" in text:
-        return "contains '$', which HTCondor would expand as a macro"
-    if "\\" in text:
-        return "contains a backslash"
-    return None
-
+from ospool_ep.values import (
+    EXPRESSION_FIX,
+    Invalid,
+    config_unsafe_reason,
+    parse_expression_text,
+    shown,
+)
 
 MAX_EXPRESSION_CHARS = 8192
 """Longest expression accepted. HTCondor has no such limit of its own; a START
@@ -153,6 +143,16 @@ def boolean_expression_error(text: str) -> str | None:
     if isinstance(value, bool | classad2.Value) or not isinstance(value, str | int | float | list):
         return None  # a boolean, or depends on the job/machine (undefined here)
     return f"is a constant {type(value).__name__}, not a boolean"
+
+
+def parse_expression(raw: str) -> str:
+    """A START clause: one safe line (:func:`parse_expression_text`) that HTCondor's
+    ClassAd library parses, evaluates and could take as a boolean."""
+    value = parse_expression_text(raw)
+    error = expression_error(value) or boolean_expression_error(value)
+    if error:
+        raise Invalid(f"{shown(value)} {error}", expression_fix(error) or EXPRESSION_FIX)
+    return value
 
 
 def string_literal(value: str) -> str:

@@ -12,32 +12,16 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from ospool_ep import __version__
 from ospool_ep.exitcodes import ExitCode
-from ospool_ep.findings import Findings, Status
+from ospool_ep.findings import Findings, Status, report, verdict
 
 if TYPE_CHECKING:
     from ospool_ep import state
     from ospool_ep.hardening import Hardened
     from ospool_ep.logs import Emitter
-
-
-def _report(findings: Findings, *, out: TextIO, title: str) -> None:
-    counts = {status: sum(f.status is status for f in findings) for status in Status}
-    summary = ", ".join(f"{counts[s]} {s.value}" for s in Status)
-    print(f"{title}: {summary}", file=out)
-    for finding in findings:
-        print(finding.as_line(), file=out)
-
-
-def _verdict(code: ExitCode) -> str:
-    return {
-        ExitCode.OK: "ready to run",
-        ExitCode.CONFIG: "configuration errors: fix the FAIL lines above (exit 78)",
-        ExitCode.UNAVAILABLE: "this host lacks something the pilot needs (exit 69)",
-    }.get(code, code.name)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -54,13 +38,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         document = {
             "version": __version__,
             "exit_code": int(code),
-            "result": _verdict(code),
+            "result": verdict(code),
             "checks": [finding.as_dict() for finding in findings],
         }
         print(json.dumps(document, indent=2))
     else:
-        _report(findings, out=sys.stdout, title="ospool-ep check")
-        print(f"Result: {_verdict(code)}")
+        report(findings, out=sys.stdout, title="ospool-ep check")
+        print(f"Result: {verdict(code)}")
     return int(code)
 
 
@@ -70,11 +54,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     outcome = plan.build_plan(plan.Host.current(), check_disk=False)
     findings = outcome.findings
     if outcome.plan is None or findings.has_failures():
-        _report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
+        report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
         return int(ExitCode.CONFIG)
     output: Path = args.output
     if not render.write_and_verify(outcome.plan, output=output, findings=findings):
-        _report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
+        report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
         return int(ExitCode.CONFIG)
     for warning in (f for f in findings if f.status is Status.WARN):
         print(warning.as_line(), file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TextIO
 
 from ospool_ep.exitcodes import ExitCode
 
@@ -28,7 +29,7 @@ class Kind(enum.Enum):
     """A facility of the host is missing (HTCondor, disk, CVMFS) (exit 69)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Finding:
     subject: str
     """What was checked: a variable name, a file, ``file:line``."""
@@ -82,3 +83,23 @@ class Findings(list[Finding]):
         if Kind.ENVIRONMENT in kinds:
             return ExitCode.UNAVAILABLE
         return ExitCode.OK
+
+
+def report(findings: Findings, *, out: TextIO, title: str) -> None:
+    """``title: N FAIL, N WARN, N PASS`` (the counts there are, worst first) and one
+    line per finding."""
+    counts = {status: sum(f.status is status for f in findings) for status in Status}
+    worst_first = (Status.FAIL, Status.WARN, Status.PASS)
+    summary = ", ".join(f"{counts[s]} {s.value}" for s in worst_first if counts[s]) or "0 FAIL"
+    print(f"{title}: {summary}", file=out)
+    for finding in findings:
+        print(finding.as_line(), file=out)
+
+
+def verdict(code: ExitCode) -> str:
+    """The last line of a report: what the exit code means for the admin."""
+    return {
+        ExitCode.OK: "ready to run",
+        ExitCode.CONFIG: "configuration errors: fix the FAIL lines above (exit 78)",
+        ExitCode.UNAVAILABLE: "this host lacks something the pilot needs (exit 69)",
+    }.get(code, code.name)

@@ -28,12 +28,10 @@ from typing import TextIO
 from ospool_ep import __version__
 from ospool_ep import launch_command as lc
 from ospool_ep.exitcodes import ExitCode
+from ospool_ep.findings import Finding, Findings, Status, report, verdict
 from ospool_ep.launch_config import (
     DEFAULT_CONFIG,
-    Kind,
     LaunchConfig,
-    Problem,
-    Severity,
     default_container_name,
     parse_config,
 )
@@ -73,10 +71,10 @@ def launch(
             err=err,
         )
     if config is None or chosen is None:
-        return verdict(problems, out=err)
+        return _refuse(problems, out=err)
     check_host(config, engine=chosen, problems=problems)
-    if any(p.severity == Severity.FAIL for p in problems):
-        return verdict(problems, out=err)
+    if problems.has_failures():
+        return _refuse(problems, out=err)
     for problem in problems:  # warnings: said, and the pilot starts
         print(problem.as_line(), file=err)
     command = lc.run_command(config, engine=chosen, name=name, facts=host_facts())
@@ -85,13 +83,12 @@ def launch(
     return _exec(command, err=err)
 
 
-def verdict(problems: Sequence[Problem], *, out: TextIO) -> int:
+def _refuse(problems: Findings, *, out: TextIO) -> int:
     """Report every problem, ``check``'s way; 78 if the file must change, else 69."""
-    report(problems, out=out)
-    failures = [p for p in problems if p.severity == Severity.FAIL]
-    if any(p.kind == Kind.CONFIG for p in failures):
-        return int(ExitCode.CONFIG)
-    return int(ExitCode.UNAVAILABLE)
+    code = problems.exit_code()
+    report(problems, out=out, title="ospool-ep launch")
+    print(f"Result: {verdict(code)}", file=out)
+    return int(code)
 
 
 def _stop(
@@ -99,7 +96,7 @@ def _stop(
     *,
     engine: str | None,
     name: str,
-    problems: Sequence[Problem],
+    problems: Findings,
     dry_run: bool,
     out: TextIO,
     err: TextIO,
@@ -135,33 +132,20 @@ def _exec(command: lc.Command, *, err: TextIO) -> int:
     return int(ExitCode.SOFTWARE)  # not reached
 
 
-def read_config(path: str) -> tuple[LaunchConfig | None, list[Problem]]:
+def read_config(path: str) -> tuple[LaunchConfig | None, Findings]:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        return None, [
-            Problem(
-                path,
-                "does not exist",
-                f"create it (the RPM installs {DEFAULT_CONFIG}), or pass --config FILE",
-            )
-        ]
+        problem = (
+            "does not exist",
+            f"create it (the RPM installs {DEFAULT_CONFIG}), or pass --config FILE",
+        )
     except OSError as exc:
-        return None, [Problem(path, f"cannot be read: {exc.strerror}", "run as root")]
-    config = parse_config(data, source=path)
-    return config, list(config.problems)
-
-
-def report(problems: Sequence[Problem], *, out: TextIO) -> None:
-    fails = sum(p.severity == Severity.FAIL for p in problems)
-    warns = len(problems) - fails
-    print(f"ospool-ep launch: {fails} FAIL, {warns} WARN", file=out)
-    for problem in problems:
-        print(problem.as_line(), file=out)
-    if any(p.severity == Severity.FAIL and p.kind == Kind.CONFIG for p in problems):
-        print("Result: configuration errors: fix the FAIL lines above (exit 78)", file=out)
-    elif fails:
-        print("Result: this host lacks something the pilot needs (exit 69)", file=out)
+        problem = (f"cannot be read: {exc.strerror}", "run as root")
+    else:
+        config = parse_config(data, source=path)
+        return config, Findings(config.problems)
+    return None, Findings([Finding(path, Status.FAIL, *problem)])
 
 
 # ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ospool_ep.launch_keys import (
     DEFAULT_PIDS_LIMIT,
     DEFAULT_TOKEN_LOCATION,
 )
+from ospool_ep.variables import default
 
 CONTAINER_USER = "1000:1000"
 TOKEN_TARGET = "/etc/condor/tokens-orig.d/flock.opensciencegrid.org"  # noqa: S105 - a path
@@ -55,10 +56,8 @@ OPENCL_VENDORS = "/etc/OpenCL/vendors"
 CONFIG_LABEL = "org.ospool-ep.config"
 """Label naming the config file a container came from (``docker ps --filter label=...``)."""
 
-DEFAULT_GRACE_SECONDS = 25
-"""The pilot's SHUTDOWN_GRACE_SECONDS default (settings.Settings)."""
-DEFAULT_OVERHEAD_MB = 100
-"""The pilot's MEMORY_OVERHEAD_MB default (settings.Settings)."""
+DEFAULT_GRACE_SECONDS: int = default("SHUTDOWN_GRACE_SECONDS")
+DEFAULT_OVERHEAD_MB: int = default("MEMORY_OVERHEAD_MB")
 STOP_MARGIN_SECONDS = 5
 """The engine's stop timeout is the grace plus this: the pilot is gone before the
 grace ends (SPEC 7.2); the margin covers the engine's own teardown."""

@@ -21,38 +21,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ospool_ep import launch_values as lv
+from ospool_ep import values
+from ospool_ep.findings import Finding, Status
 from ospool_ep.launch_keys import KEYS_BY_NAME, Role
+from ospool_ep.variables import default
 
 DEFAULT_CONFIG = PurePosixPath("/etc/osg/ospool-ep.cfg")
-
-
-class Severity:
-    FAIL = "FAIL"
-    WARN = "WARN"
-
-
-class Kind:
-    CONFIG = "config"
-    """The file must change (exit 78, not retried by systemd)."""
-    ENVIRONMENT = "environment"
-    """The host lacks something (exit 69, retried)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One line of the report, formatted like ``ospool-ep check``'s findings."""
-
-    subject: str
-    """``file:line``, ``file`` or a key."""
-    message: str
-    fix: str = ""
-    severity: str = Severity.FAIL
-    kind: str = Kind.CONFIG
-
-    def as_line(self) -> str:
-        text = f"{self.severity:4}  {self.subject}: {self.message}"
-        return text + (f" -- {self.fix}" if self.fix else "")
 
 
 _KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -81,7 +55,7 @@ class LaunchConfig:
 
     source: str
     entries: Mapping[str, Entry]
-    problems: tuple[Problem, ...] = ()
+    problems: tuple[Finding, ...] = ()
     invalid: frozenset[str] = frozenset()
     """Keys whose values failed their check (host checks skip them)."""
 
@@ -96,7 +70,7 @@ class LaunchConfig:
 
     def flag(self, key: str) -> bool:
         """A boolean key (upstream's words: true, yes, on, 1, ...); unset is false."""
-        return (self.get(key) or "").lower() in lv.HOST_TRUE
+        return (self.get(key) or "").lower() in values.HOST_TRUE_WORDS
 
     def integer(self, key: str, default: int) -> int:
         """A whole-number key; ``default`` when unset or invalid (the latter is a FAIL already)."""
@@ -105,7 +79,7 @@ class LaunchConfig:
 
     @property
     def failed(self) -> bool:
-        return any(p.severity == Severity.FAIL for p in self.problems)
+        return any(p.status is Status.FAIL for p in self.problems)
 
     def pilot_variables(self) -> list[tuple[str, str, bool]]:
         """``(name, value, secret)`` for every pilot variable set, in file order."""
@@ -129,16 +103,16 @@ class LaunchConfig:
 @dataclass
 class _Reader:
     source: str
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
     invalid: set[str] = field(default_factory=set)
 
     def fail(self, line: int | None, message: str, fix: str = "") -> None:
         where = f"{self.source}:{line}" if line else self.source
-        self.problems.append(Problem(where, message, fix))
+        self.problems.append(Finding(where, Status.FAIL, message, fix))
 
     def warn(self, line: int | None, message: str, fix: str = "") -> None:
         where = f"{self.source}:{line}" if line else self.source
-        self.problems.append(Problem(where, message, fix, Severity.WARN))
+        self.problems.append(Finding(where, Status.WARN, message, fix))
 
 
 def parse_config(data: bytes | str, *, source: str) -> LaunchConfig:
@@ -212,7 +186,7 @@ def _split(raw: str, text: str) -> tuple[str, str] | _Why:
     head, sep, rest = text.partition("=")
     key = head.strip()
     why: _Why | None = None
-    if lv.has_control(raw.replace("\t", " ")):
+    if values.has_control(raw.replace("\t", " ")):
         why = _Why("contains a control character", "remove it")
     elif text.endswith("\\"):
         why = _Why("ends with '\\': continued lines are not supported", "join the lines")
@@ -220,10 +194,10 @@ def _split(raw: str, text: str) -> tuple[str, str] | _Why:
         fixed = key[len("export") :].strip() or "KEY"
         why = _Why("starts with 'export': this file is not a shell script", f"write {fixed}=VALUE")
     elif not sep:
-        why = _Why(f"{lv.shown(text)} is not KEY=VALUE", "write KEY=VALUE, or # a comment")
+        why = _Why(f"{values.shown(text)} is not KEY=VALUE", "write KEY=VALUE, or # a comment")
     elif not _KEY_NAME.fullmatch(key):
         why = _Why(
-            f"{lv.shown(key)} is not a key name",
+            f"{values.shown(key)} is not a key name",
             "keys are letters, digits and '_' (e.g. GLIDEIN_Site), with no spaces",
         )
     return why if why is not None else (key, rest)
@@ -294,7 +268,7 @@ def _check_keys(entries: Mapping[str, Entry], reader: _Reader) -> None:
         key = KEYS_BY_NAME.get(entry.key)
         if key is None:
             if _CONDOR_KNOB.fullmatch(entry.key):
-                _check_value(entry, lv.condor_knob_value, reader)
+                _check_value(entry, values.parse_condor_knob_value, reader)
             else:
                 _unknown_key(entry, reader)
             continue
@@ -311,7 +285,7 @@ def _check_keys(entries: Mapping[str, Entry], reader: _Reader) -> None:
 def _check_value(entry: Entry, check: Callable[[str], object], reader: _Reader) -> None:
     try:
         check(entry.value)
-    except lv.Invalid as problem:
+    except values.Invalid as problem:
         reader.fail(entry.line, f"{entry.key}: {problem.message}", problem.fix)
         reader.invalid.add(entry.key)
 
@@ -366,7 +340,7 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
                 f"set {required}= to your OSG Topology "
                 f"{'site' if required == 'GLIDEIN_Site' else 'resource'} name",
             )
-    bind = value("BIND_MOUNT_CVMFS").lower() in lv.HOST_TRUE
+    bind = value("BIND_MOUNT_CVMFS").lower() in values.HOST_TRUE_WORDS
     if bind and value("CVMFSEXEC_REPOS"):
         reader.fail(
             line("CVMFSEXEC_REPOS"),
@@ -383,12 +357,12 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
                     f"{name} has no effect with BIND_MOUNT_CVMFS=true (the host's CVMFS is used)",
                     "remove it",
                 )
-    grace = _int_or(value("SHUTDOWN_GRACE_SECONDS"), 25)
+    grace = _int_or(value("SHUTDOWN_GRACE_SECONDS"), default("SHUTDOWN_GRACE_SECONDS"))
     walltime = value("PILOT_WALLTIME")
     if walltime and grace is not None:
         try:
-            seconds = lv.parse_walltime(walltime)
-        except lv.Invalid:
+            seconds = values.parse_walltime(walltime)
+        except values.Invalid:
             seconds = None
         if seconds is not None and seconds <= grace:
             reader.fail(
@@ -396,7 +370,7 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
                 f"PILOT_WALLTIME {seconds} s is not longer than SHUTDOWN_GRACE_SECONDS={grace}",
                 "give the pilot a longer walltime, or a shorter grace period",
             )
-    itb = value("ITB").lower() in lv.PILOT_TRUE
+    itb = value("ITB").lower() in values.TRUE_WORDS
     if itb and value("POOL").lower() == "prod-ospool":
         reader.fail(
             line("ITB"),

@@ -1,7 +1,7 @@
 """The host a pilot is launched on: engine, id mapping, what the config names (SPEC 11).
 
 What belongs here: the checks :mod:`ospool_ep.launch` runs before it starts
-anything, each adding a :class:`~ospool_ep.launch_config.Problem` (FAIL or
+anything, each adding a :class:`~ospool_ep.findings.Finding` (FAIL or
 WARN, config or environment) instead of raising: which engine is installed,
 which host uid the container's uid 1000 is (rootless podman maps it), whether
 the token file and scratch directory are usable by that uid, and whether
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ospool_ep import launch_command as lc
-from ospool_ep.launch_config import Kind, LaunchConfig, Problem, Severity
+from ospool_ep.findings import Finding, Kind, Status
+from ospool_ep.launch_config import LaunchConfig
 from ospool_ep.launch_keys import DEFAULT_TOKEN_LOCATION
 
 CONTAINER_UID = 1000
@@ -41,16 +42,17 @@ class IdMapping:
 # The engine
 
 
-def choose_engine(wanted: str | None, problems: list[Problem]) -> str | None:
+def choose_engine(wanted: str | None, problems: list[Finding]) -> str | None:
     """The engine to use: the one asked for, else docker, else podman (whichever exists)."""
     if wanted:
         if shutil.which(wanted) is None:
             problems.append(
-                Problem(
+                Finding(
                     "CONTAINER_ENGINE",
+                    Status.FAIL,
                     f"{wanted} is not installed (not on PATH)",
                     f"install {wanted}, or set CONTAINER_ENGINE to the engine you have",
-                    kind=Kind.ENVIRONMENT,
+                    Kind.ENVIRONMENT,
                 )
             )
             return None
@@ -62,11 +64,12 @@ def choose_engine(wanted: str | None, problems: list[Problem]) -> str | None:
     if shutil.which("podman"):
         return "podman"
     problems.append(
-        Problem(
+        Finding(
             "CONTAINER_ENGINE",
+            Status.FAIL,
             "neither docker nor podman is installed",
             "install one (EL9: dnf install podman)",
-            kind=Kind.ENVIRONMENT,
+            Kind.ENVIRONMENT,
         )
     )
     return None
@@ -84,7 +87,7 @@ def _is_podman_shim() -> bool:
     return head.startswith(b"#!") and b"podman" in head
 
 
-def id_mapping(engine: str) -> IdMapping | Problem:
+def id_mapping(engine: str) -> IdMapping | Finding:
     """The host ids behind the container's uid 1000.
 
     Rootful engines (and docker for members of the docker group: its daemon
@@ -100,12 +103,13 @@ def id_mapping(engine: str) -> IdMapping | Problem:
     uid_base = subordinate_base(SUBUID, user, os.geteuid())
     gid_base = subordinate_base(SUBGID, user, os.geteuid())
     if uid_base is None or gid_base is None:
-        return Problem(
+        return Finding(
             "podman (rootless)",
+            Status.FAIL,
             f"user {user} has no subordinate uids/gids in /etc/subuid and /etc/subgid, "
             "so the container cannot run as uid 1000",
             f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}",
-            kind=Kind.ENVIRONMENT,
+            Kind.ENVIRONMENT,
         )
     return IdMapping(uid_base + CONTAINER_UID - 1, gid_base + CONTAINER_UID - 1, rootless=True)
 
@@ -138,20 +142,21 @@ def selinux_enabled() -> bool:
     return Path("/sys/fs/selinux/enforce").exists()
 
 
-def check_host(config: LaunchConfig, *, engine: str, problems: list[Problem]) -> None:
+def check_host(config: LaunchConfig, *, engine: str, problems: list[Finding]) -> None:
     """What the config names must exist on the host, usable by the container's uid 1000."""
     ids = id_mapping(engine)
-    if isinstance(ids, Problem):
+    if isinstance(ids, Finding):
         problems.append(ids)
         return
     _check_files(config, ids=ids, problems=problems)
     if config.flag("BIND_MOUNT_CVMFS") and not Path(lc.CVMFS).is_dir():
         problems.append(
-            Problem(
+            Finding(
                 config.where("BIND_MOUNT_CVMFS"),
+                Status.FAIL,
                 f"BIND_MOUNT_CVMFS is true but {lc.CVMFS} does not exist on this host",
                 "install and start CVMFS (autofs), or use CVMFSEXEC_REPOS instead",
-                kind=Kind.ENVIRONMENT,
+                Kind.ENVIRONMENT,
             )
         )
     _check_fuse(config, problems)
@@ -160,13 +165,13 @@ def check_host(config: LaunchConfig, *, engine: str, problems: list[Problem]) ->
     needed = lc.stop_timeout(config) + lc.ENGINE_SLACK_SECONDS
     if needed > lc.UNIT_TIMEOUT_STOP_SECONDS:
         problems.append(
-            Problem(
+            Finding(
                 config.where("SHUTDOWN_GRACE_SECONDS"),
+                Status.WARN,
                 f"SHUTDOWN_GRACE_SECONDS={lc.grace_seconds(config)}: stopping takes up to "
                 f"{needed} s, more than the systemd unit's TimeoutStopSec="
                 f"{lc.UNIT_TIMEOUT_STOP_SECONDS}",
                 f"add a drop-in (systemctl edit ospool-ep) with [Service] TimeoutStopSec={needed}",
-                Severity.WARN,
             )
         )
 
@@ -182,7 +187,7 @@ _MOUNTED = (
 )
 
 
-def _check_files(config: LaunchConfig, *, ids: IdMapping, problems: list[Problem]) -> None:
+def _check_files(config: LaunchConfig, *, ids: IdMapping, problems: list[Finding]) -> None:
     for key, directory in _MOUNTED:
         path = config.get(key) or (DEFAULT_TOKEN_LOCATION if key == "TOKEN_LOCATION" else None)
         unused = key.startswith("CVMFSEXEC_") and config.flag("BIND_MOUNT_CVMFS")
@@ -194,32 +199,38 @@ def _check_files(config: LaunchConfig, *, ids: IdMapping, problems: list[Problem
             _check_token_privacy(path, where=where, ids=ids, problems=problems)
     if not config.get("WORKER_TEMP_DIR"):
         problems.append(
-            Problem(
+            Finding(
                 "WORKER_TEMP_DIR",
+                Status.WARN,
                 "is not set: jobs write into a volume in the engine's own storage",
                 "set it to a scratch directory owned by uid 1000 (recommended)",
-                Severity.WARN,
             )
         )
 
 
 def _check_path(
-    path: str, *, key: str, where: str, directory: bool, ids: IdMapping, problems: list[Problem]
+    path: str, *, key: str, where: str, directory: bool, ids: IdMapping, problems: list[Finding]
 ) -> None:
     what = "directory" if directory else "file"
     try:
         info = Path(path).stat()
     except FileNotFoundError:
-        problems.append(Problem(where, f"{key}: {path} does not exist", f"create the {what}"))
+        problems.append(
+            Finding(where, Status.FAIL, f"{key}: {path} does not exist", f"create the {what}")
+        )
         return
     except OSError as exc:
-        problems.append(Problem(where, f"{key}: {path}: {exc.strerror}", "run as root"))
+        problems.append(
+            Finding(where, Status.FAIL, f"{key}: {path}: {exc.strerror}", "run as root")
+        )
         return
     if directory != stat.S_ISDIR(info.st_mode) or not (directory or stat.S_ISREG(info.st_mode)):
-        problems.append(Problem(where, f"{key}: {path} is not a {what}", f"name a {what}"))
+        problems.append(
+            Finding(where, Status.FAIL, f"{key}: {path} is not a {what}", f"name a {what}")
+        )
         return
     if not directory and info.st_size == 0:
-        problems.append(Problem(where, f"{key}: {path} is empty", f"fill in {path}"))
+        problems.append(Finding(where, Status.FAIL, f"{key}: {path} is empty", f"fill in {path}"))
         return
     wanted = "rwx" if directory else "r"
     if _allowed(info, ids, wanted):
@@ -229,16 +240,17 @@ def _check_path(
         if ids.rootless
         else f"chown {ids.uid}:{ids.gid} {path}"
     )
+    acl = _has_acl(path)
     problems.append(
-        Problem(
+        Finding(
             where,
+            # An ACL may grant what the mode bits do not; only a warning then.
+            Status.WARN if acl else Status.FAIL,
             f"{key}: {path} is not {_able(wanted)} by the container's uid {CONTAINER_UID} "
             f"(host uid {ids.uid}; owner {info.st_uid}:{info.st_gid}, "
             f"mode {stat.S_IMODE(info.st_mode):04o})"
-            + (", unless its ACL allows it" if _has_acl(path) else ""),
+            + (", unless its ACL allows it" if acl else ""),
             fix,
-            # An ACL may grant what the mode bits do not; only a warning then.
-            Severity.WARN if _has_acl(path) else Severity.FAIL,
         )
     )
 
@@ -270,35 +282,36 @@ def _has_acl(path: str) -> bool:
         return False
 
 
-def _check_token_privacy(path: str, *, where: str, ids: IdMapping, problems: list[Problem]) -> None:
+def _check_token_privacy(path: str, *, where: str, ids: IdMapping, problems: list[Finding]) -> None:
     try:
         info = Path(path).stat()
     except OSError:
         return  # reported by _check_path
     if stat.S_IMODE(info.st_mode) & 0o004:
         problems.append(
-            Problem(
+            Finding(
                 where,
+                Status.WARN,
                 f"TOKEN_LOCATION: {path} is readable by every user of this host",
                 f"chown {ids.uid}:{ids.gid} {path} && chmod 0600 {path}",
-                Severity.WARN,
             )
         )
 
 
-def _check_fuse(config: LaunchConfig, problems: list[Problem]) -> None:
+def _check_fuse(config: LaunchConfig, problems: list[Finding]) -> None:
     """``--device /dev/fuse`` is always passed: without the device the engine
     refuses to create the container, so say why first."""
     try:
         info = Path("/dev/fuse").stat()
     except OSError:
         problems.append(
-            Problem(
+            Finding(
                 "/dev/fuse",
+                Status.FAIL,
                 "does not exist: the container (given /dev/fuse for Apptainer and "
                 "cvmfsexec) cannot be created",
                 "modprobe fuse, and list fuse in /etc/modules-load.d/ so it loads at boot",
-                kind=Kind.ENVIRONMENT,
+                Kind.ENVIRONMENT,
             )
         )
         return
@@ -306,26 +319,26 @@ def _check_fuse(config: LaunchConfig, problems: list[Problem]) -> None:
         cvmfsexec = bool(config.get("CVMFSEXEC_REPOS"))
         users = "cvmfsexec cannot mount CVMFS" if cvmfsexec else "jobs' Apptainer cannot use FUSE"
         problems.append(
-            Problem(
+            Finding(
                 "/dev/fuse",
+                Status.WARN,
                 f"has mode {stat.S_IMODE(info.st_mode):04o}: the container's uid "
                 f"{CONTAINER_UID} cannot open it, so {users}",
                 "chmod 0666 /dev/fuse (the usual mode; a udev rule keeps it)",
-                Severity.WARN,
                 Kind.ENVIRONMENT,
             )
         )
 
 
-def _check_gpu(engine: str, problems: list[Problem]) -> None:
+def _check_gpu(engine: str, problems: list[Finding]) -> None:
     if engine == "docker":
         if not (shutil.which("nvidia-container-cli") or shutil.which("nvidia-ctk")):
             problems.append(
-                Problem(
+                Finding(
                     "PROVIDE_NVIDIA_GPU",
+                    Status.WARN,
                     "the NVIDIA Container Toolkit is not installed: docker --gpus will fail",
                     "install nvidia-container-toolkit and restart docker",
-                    Severity.WARN,
                     Kind.ENVIRONMENT,
                 )
             )
@@ -338,12 +351,13 @@ def _check_gpu(engine: str, problems: list[Problem]) -> None:
     ]
     if not any(_mentions(spec, b"nvidia.com/gpu") for spec in specs):
         problems.append(
-            Problem(
+            Finding(
                 "PROVIDE_NVIDIA_GPU",
+                Status.FAIL,
                 "no CDI specification of nvidia.com/gpu in /etc/cdi or /var/run/cdi: "
                 "podman cannot give the container the GPUs",
                 "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml",
-                kind=Kind.ENVIRONMENT,
+                Kind.ENVIRONMENT,
             )
         )
 

@@ -136,7 +136,7 @@ def _shown(url: str) -> str:
     """The URL as messages may show it: scheme, host and port only."""
     # Imported here: the value parsers load the ClassAd library, which the long-lived
     # supervisor otherwise never needs (its memory, SPEC 14).
-    from ospool_ep.env_values import redact_url  # noqa: PLC0415
+    from ospool_ep.values import redact_url  # noqa: PLC0415
 
     try:
         parts = urllib.parse.urlsplit(url)

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PoolDefinition:
     central_managers: tuple[str, ...]
     ccb_hosts: tuple[str, ...] = ()
@@ -51,7 +51,7 @@ POOLS: dict[str, PoolDefinition] = {
 POOL_NAMES = ("ospool", *POOLS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PoolEndpoints:
     name: str
     """The canonical pool name, or ``custom`` for a host or ``CONDOR_HOST``."""

@@ -23,7 +23,7 @@ import jinja2
 from ospool_ep import __version__, atomic, dropin
 from ospool_ep.apptainer import ApptainerTest
 from ospool_ep.attributes import ExtraAttribute
-from ospool_ep.classad_text import config_unsafe_reason, string_literal
+from ospool_ep.classad_text import string_literal
 from ospool_ep.cvmfs import CvmfsPlan
 from ospool_ep.cvmfs_probe import (
     has_attribute,
@@ -37,6 +37,7 @@ from ospool_ep.policy import Lifetime
 from ospool_ep.pools import PoolEndpoints
 from ospool_ep.resources import Offer
 from ospool_ep.settings import Settings
+from ospool_ep.values import config_unsafe_reason
 
 ROOT_FILE = "condor_config"
 PARSER_TIMEOUT_SECONDS = 20

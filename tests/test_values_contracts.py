@@ -1,7 +1,7 @@
 """What each value parser tells a site, pinned by value (SPEC 4.1, 5.2).
 
 The settings loader prints ``VARIABLE: <message>`` and ``fix: <fix>`` from the
-:class:`~ospool_ep.env_values.Invalid` a parser raises, so each distinct message
+:class:`~ospool_ep.values.Invalid` a parser raises, so each distinct message
 and fix is pinned exactly once here, by calling the parser directly; the limits
 they state (ports, host name length, zone length, message cut) at their
 boundaries; and the accepted forms a site writes, with the value returned.
@@ -14,7 +14,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from ospool_ep import env_values as ev
+from ospool_ep import values as ev
+from ospool_ep.classad_text import parse_expression
 
 KNOWN_POOLS = ("ospool", "itb-ospool")
 INTERFACE_FIX = (
@@ -110,13 +111,13 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
     ),
     (
         "expression",
-        lambda: ev.parse_expression("1 +"),
+        lambda: parse_expression("1 +"),
         "'1 +' is not a valid ClassAd expression",
         EXPRESSION_FIX,
     ),
     (
         "expression-constant",
-        lambda: ev.parse_expression(" 5 "),
+        lambda: parse_expression(" 5 "),
         "'5' is a constant int, not a boolean",
         EXPRESSION_FIX,
     ),
@@ -326,6 +327,85 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "the value of A contains a quote",
         JOB_ENV_FIX,
     ),
+    # -- shapes of the launcher's own keys (same module: one rule per shape) --
+    (
+        "host-bool",
+        lambda: ev.parse_host_bool("sometimes"),
+        "'sometimes' is not a boolean",
+        "use true or false",
+    ),
+    (
+        "choice",
+        lambda: ev.parse_choice("XML", ("text", "json"), "a log format"),
+        "'XML' is not a log format",
+        "use text or json",
+    ),
+    (
+        "choice-exact-case",
+        lambda: ev.parse_choice("Docker", ("docker", "podman"), "an engine", fold_case=False),
+        "'Docker' is not an engine",
+        "use docker or podman",
+    ),
+    (
+        "expression-text-empty",
+        lambda: ev.parse_expression_text("  "),
+        "'' is empty",
+        EXPRESSION_FIX,
+    ),
+    (
+        "expression-text-macro",
+        lambda: ev.parse_expression_text("$(START)"),
+        f"'$(START)' {MACRO}",
+        EXPRESSION_FIX,
+    ),
+    (
+        "mount-source-colon",
+        lambda: ev.parse_mount_source("/srv/a:b"),
+        "'/srv/a:b' contains ':' or ','",
+        "use a path without ':' or ','",
+    ),
+    (
+        "mount-source-comma",
+        lambda: ev.parse_mount_source("/srv/a,b"),
+        "'/srv/a,b' contains ':' or ','",
+        "use a path without ':' or ','",
+    ),
+    (
+        "mount-source-relative",
+        lambda: ev.parse_mount_source("srv"),
+        "'srv' is not an absolute path",
+        "use a path starting with /",
+    ),
+    (
+        "knob-control",
+        lambda: ev.parse_condor_knob_value("a\tb"),
+        "contains a control character",
+        "write the value on one line",
+    ),
+    (
+        "image",
+        lambda: ev.parse_image("-v /:/host"),
+        "'-v /:/host' is not an image reference",
+        "write [registry/]name[:tag][@digest], e.g. hub.example.org/osg/ospool-ep:1.0",
+    ),
+    (
+        "container-name",
+        lambda: ev.parse_container_name("_pilot"),
+        "'_pilot' is not a container name",
+        "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+    ),
+    (
+        "container-name-long",
+        lambda: ev.parse_container_name("p" * 129),
+        f"{ev.shown('p' * 129)} is not a container name",
+        "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+    ),
+    (
+        "apparmor",
+        lambda: ev.parse_apparmor_profile("docker ep"),
+        "'docker ep' is not an AppArmor profile name",
+        "e.g. docker-ep",
+    ),
 ]
 
 
@@ -343,7 +423,7 @@ def test_each_refusal_names_what_is_wrong_and_how_to_fix_it(
 
 def test_a_size_refusal_of_an_expression_offers_to_simplify_it() -> None:
     with pytest.raises(ev.Invalid) as raised:
-        ev.parse_expression("(" * 140 + "True" + ")" * 140)
+        parse_expression("(" * 140 + "True" + ")" * 140)
     assert raised.value.message.endswith(
         "is nested too deeply for HTCondor's ClassAd parser "
         "(it must leave 32 levels of parentheses to spare)"
@@ -359,7 +439,7 @@ ACCEPTED: list[tuple[str, Callable[[], object], object]] = [
     ("int-signed", lambda: ev.parse_int("+3", minimum=-1), 3),
     ("number", lambda: ev.parse_number("0.5", minimum=0.5), 0.5),
     ("name-128", lambda: ev.parse_ad_string(" " + "x" * 128 + " "), "x" * 128),
-    ("expression", lambda: ev.parse_expression(" Memory > 1 "), "Memory > 1"),
+    ("expression", lambda: parse_expression(" Memory > 1 "), "Memory > 1"),
     ("fqdn-trailing-dot", lambda: ev.parse_host("cm.example.org."), "cm.example.org."),
     ("host-capitals", lambda: ev.parse_host("Node-X"), "Node-X"),
     ("host-253", lambda: ev.parse_host(LONGEST_HOST), LONGEST_HOST),
@@ -416,6 +496,19 @@ ACCEPTED: list[tuple[str, Callable[[], object], object]] = [
     ("path", lambda: ev.parse_abs_path(" /Xdata "), PurePosixPath("/Xdata")),
     ("bind", lambda: ev.parse_bind_list("/a, /b:/c:ro,"), ("/a", "/b:/c:ro")),
     ("job-env", lambda: ev.parse_job_env("MODE=XL  N=4"), (("MODE", "XL"), ("N", "4"))),
+    ("host-bool-on", lambda: ev.parse_host_bool(" On "), True),
+    ("host-bool-f", lambda: ev.parse_host_bool("f"), False),
+    ("choice-folded", lambda: ev.parse_choice(" JSON ", ("text", "json"), "a log format"), "json"),
+    ("expression-text", lambda: ev.parse_expression_text(" a && b "), "a && b"),
+    ("mount-source", lambda: ev.parse_mount_source(" /srv/ospool "), PurePosixPath("/srv/ospool")),
+    ("knob-value", lambda: ev.parse_condor_knob_value("$(A) B"), "$(A) B"),
+    (
+        "image",
+        lambda: ev.parse_image("hub.example.org/osg/ep:1.0@sha256:ab"),
+        "hub.example.org/osg/ep:1.0@sha256:ab",
+    ),
+    ("container-name", lambda: ev.parse_container_name("p" * 128), "p" * 128),
+    ("apparmor", lambda: ev.parse_apparmor_profile("docker-ep"), "docker-ep"),
 ]
 
 

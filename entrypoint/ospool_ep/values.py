@@ -1,8 +1,19 @@
-"""Parsers for single environment values: each returns the typed value or raises Invalid.
+"""Parsers for single values a site writes: each returns the typed value or raises Invalid.
 
-Pure functions, no I/O. ``Invalid`` carries what is wrong and how to fix it;
-the settings loader adds the variable's name. Messages quote a value only
-when it is safe and short: never a token, never a control character.
+One parser per value shape, shared by the pilot's settings (the container's
+environment) and the host launcher (``/etc/osg/ospool-ep.cfg``), so a value
+means the same in both places. Pure functions, no I/O. ``Invalid`` carries
+what is wrong and how to fix it; the caller adds the variable's name (and the
+file's line). Messages quote a value only when it is safe and short: never a
+token, never a control character.
+
+What needs HTCondor's ClassAd library (is a START clause a valid boolean
+expression?) is not judged here: :mod:`ospool_ep.classad_text` wraps
+:func:`parse_expression_text` with that check on the pilot's side.
+
+Standard library only and Python 3.9 compatible: the launcher runs on the
+host's ``python3`` (EL9: 3.9). ``tests/test_launch_rpm.py`` checks the
+launcher's import closure with vermin and a real python3.9.
 """
 
 from __future__ import annotations
@@ -11,13 +22,6 @@ import ipaddress
 import re
 import urllib.parse
 from pathlib import PurePosixPath
-
-from ospool_ep.classad_text import (
-    boolean_expression_error,
-    config_unsafe_reason,
-    expression_error,
-    expression_fix,
-)
 
 
 class Invalid(ValueError):
@@ -29,16 +33,27 @@ class Invalid(ValueError):
 
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
+# Upstream's RPM script treated y/yes/t/true/on/1 as true and anything else as
+# false; its own keys (BIND_MOUNT_CVMFS, PROVIDE_NVIDIA_GPU) keep those words,
+# but anything that is neither is an error instead of a silent "false".
+HOST_TRUE_WORDS = frozenset({"y", "yes", "t", "true", "on", "1"})
+HOST_FALSE_WORDS = frozenset({"n", "no", "f", "false", "off", "0"})
+
+# Characters that could add, continue or alter a configuration line. Tab is
+# allowed nowhere either: values are single-line text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 # An IPv6 zone is an interface name: Linux allows at most 15 bytes (IFNAMSIZ - 1).
 _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
-_PROJECT = re.compile(r"^[A-Za-z0-9._-]+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REPO = re.compile(r"^[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]$")
+_PROJECT = re.compile(r"[A-Za-z0-9._-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REPO = re.compile(r"[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]")
 # cvmfs's proxy syntax: groups split by ';', load-balanced proxies by '|',
 # each a URL, DIRECT or auto. default.local is sourced by a shell: keep it tame.
-_CVMFS_PROXY = re.compile(r"^[A-Za-z0-9.:/_;|@\[\]%-]+$")
-_WALLTIME = re.compile(r"^(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)$")
+_CVMFS_PROXY = re.compile(r"[A-Za-z0-9.:/_;|@\[\]%-]+")
+_WALLTIME = re.compile(r"(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def shown(value: str, limit: int = 60) -> str:
@@ -47,13 +62,57 @@ def shown(value: str, limit: int = 60) -> str:
     return repr(text)
 
 
-def parse_bool(raw: str) -> bool:
+def has_control(text: str) -> bool:
+    return bool(_CONTROL.search(text))
+
+
+def config_unsafe_reason(text: str) -> str | None:
+    """Why ``text`` may not be written into an HTCondor config value, or None if safe.
+
+    HTCondor's config language has no quoting: a newline starts a new knob, a
+    trailing backslash continues the line, ``$(`` expands a macro. Such
+    characters are refused, never escaped.
+    """
+    if "\n" in text or "\r" in text:
+        return "contains a line break"
+    if _CONTROL.search(text):
+        return "contains a control character"
+    if "$" in text:
+        return "contains '$', which HTCondor would expand as a macro"
+    if "\\" in text:
+        return "contains a backslash"
+    return None
+
+
+def _plain_text_reason(text: str) -> str | None:
+    """Why ``text`` is no plain path or URL: config-unsafe, or spaces and quotes."""
+    reason = config_unsafe_reason(text)
+    if reason is None and any(ch.isspace() or ch in "\"'" for ch in text):
+        reason = "contains spaces or quotes"
+    return reason
+
+
+# ---------------------------------------------------------------------------
+# Generic shapes
+
+
+def _bool_of(raw: str, true: frozenset[str], false: frozenset[str], fix: str) -> bool:
     word = raw.strip().lower()
-    if word in TRUE_WORDS:
+    if word in true:
         return True
-    if word in FALSE_WORDS:
+    if word in false:
         return False
-    raise Invalid(f"{shown(raw)} is not a boolean", "use true/false, yes/no or 1/0")
+    raise Invalid(f"{shown(raw)} is not a boolean", fix)
+
+
+def parse_bool(raw: str) -> bool:
+    """The pilot's booleans: true/false, yes/no, 1/0."""
+    return _bool_of(raw, TRUE_WORDS, FALSE_WORDS, "use true/false, yes/no or 1/0")
+
+
+def parse_host_bool(raw: str) -> bool:
+    """The upstream RPM's own keys: also y/n, t/f, on/off."""
+    return _bool_of(raw, HOST_TRUE_WORDS, HOST_FALSE_WORDS, "use true or false")
 
 
 def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str = "") -> int:
@@ -77,6 +136,19 @@ def parse_number(raw: str, *, minimum: float, unit: str = "") -> float:
     return value
 
 
+def parse_choice(raw: str, choices: tuple[str, ...], what: str, *, fold_case: bool = True) -> str:
+    """One of ``choices``; with ``fold_case``, in any case and returned in lower case."""
+    value = raw.strip().lower() if fold_case else raw.strip()
+    if value not in choices:
+        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise Invalid(f"{shown(raw)} is not {what}", f"use {listed}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Names and expressions
+
+
 def parse_ad_string(raw: str) -> str:
     """A value published as a ClassAd string: site and resource names (SPEC 4.1)."""
     value = raw.strip()
@@ -94,16 +166,21 @@ def parse_ad_string(raw: str) -> str:
     return value
 
 
-def parse_expression(raw: str) -> str:
+EXPRESSION_FIX = (
+    'give one ClassAd boolean expression on one line, e.g. TARGET.ProjectName == "MyProject"'
+)
+
+
+def parse_expression_text(raw: str) -> str:
+    """A START clause, as far as it can be judged without HTCondor: one safe line.
+
+    The pilot parses it with the ClassAd library too
+    (:func:`ospool_ep.classad_text.parse_expression`).
+    """
     value = raw.strip()
-    error = expression_error(value) or boolean_expression_error(value)
-    if error:
-        raise Invalid(
-            f"{shown(value)} {error}",
-            expression_fix(error)
-            or "give one ClassAd boolean expression on one line, e.g. "
-            'TARGET.ProjectName == "MyProject"',
-        )
+    reason = config_unsafe_reason(value) if value else "is empty"
+    if reason:
+        raise Invalid(f"{shown(value)} {reason}", EXPRESSION_FIX)
     return value
 
 
@@ -115,6 +192,10 @@ def parse_project_name(raw: str) -> str:
             "use letters, digits, '.', '_' and '-' only, as in the OSPool project list",
         )
     return value
+
+
+# ---------------------------------------------------------------------------
+# Hosts and URLs
 
 
 def _parse_ipv6_literal(text: str) -> str:
@@ -208,10 +289,10 @@ def parse_proxy_url(raw: str) -> str:
 def parse_http_url(raw: str, *, for_config: bool = False) -> str:
     """An http(s) URL. ``for_config``: it is written into HTCondor config, so no '$' either."""
     text = raw.strip()
-    reason = config_unsafe_reason(text.replace("$", "") if not for_config else text)
-    if reason or any(ch.isspace() or ch in "\"'" for ch in text):
+    reason = _plain_text_reason(text if for_config else text.replace("$", ""))
+    if reason:
         raise Invalid(
-            f"is not a plain URL: {reason or 'contains spaces or quotes'}",
+            f"is not a plain URL: {reason}",
             "write http://host[:port]/path or https://... without quotes",
         )
     try:
@@ -243,6 +324,10 @@ def parse_registry_mirror(raw: str) -> str:
         return parse_http_url(text, for_config=True)
     parse_host_port(text)
     return text
+
+
+# ---------------------------------------------------------------------------
+# CVMFS
 
 
 def parse_repos(raw: str) -> tuple[str, ...]:
@@ -280,6 +365,10 @@ def parse_cvmfs_quota(raw: str) -> int:
     return value
 
 
+# ---------------------------------------------------------------------------
+# Times, paths, lists
+
+
 def parse_walltime(raw: str) -> int:
     """Seconds, or Slurm-style ``[[D-]HH:]MM:SS``."""
     text = raw.strip()
@@ -298,15 +387,21 @@ def parse_walltime(raw: str) -> int:
 
 def parse_abs_path(raw: str) -> PurePosixPath:
     text = raw.strip()
-    reason = config_unsafe_reason(text)
-    if reason or any(ch.isspace() or ch in "\"'" for ch in text):
-        raise Invalid(
-            f"{shown(text)} {reason or 'contains spaces or quotes'}",
-            "use a plain absolute path",
-        )
+    reason = _plain_text_reason(text)
+    if reason:
+        raise Invalid(f"{shown(text)} {reason}", "use a plain absolute path")
     if not text.startswith("/"):
         raise Invalid(f"{shown(text)} is not an absolute path", "use a path starting with /")
     return PurePosixPath(text)
+
+
+def parse_mount_source(raw: str) -> PurePosixPath:
+    """A host path the launcher mounts: absolute, and no ':' or ',' (they would split the
+    engine's ``-v SRC:DST:OPTIONS`` argument)."""
+    path = parse_abs_path(raw)
+    if ":" in str(path) or "," in str(path):
+        raise Invalid(f"{shown(str(path))} contains ':' or ','", "use a path without ':' or ','")
+    return path
 
 
 def parse_bind_list(raw: str) -> tuple[str, ...]:
@@ -339,3 +434,41 @@ def parse_job_env(raw: str) -> tuple[tuple[str, str], ...]:
             )
         pairs.append((name, value))
     return tuple(pairs)
+
+
+def parse_condor_knob_value(raw: str) -> str:
+    """``_CONDOR_<KNOB>``: HTCondor's own syntax; one line is all that can be asked."""
+    if has_control(raw):
+        raise Invalid("contains a control character", "write the value on one line")
+    return raw
+
+
+# ---------------------------------------------------------------------------
+# The launcher's own keys
+
+
+def parse_image(raw: str) -> str:
+    value = raw.strip()
+    if not _IMAGE.fullmatch(value):
+        raise Invalid(
+            f"{shown(value)} is not an image reference",
+            "write [registry/]name[:tag][@digest], e.g. hub.example.org/osg/ospool-ep:1.0",
+        )
+    return value
+
+
+def parse_container_name(raw: str) -> str:
+    value = raw.strip()
+    if not _NAME.fullmatch(value) or len(value) > 128:
+        raise Invalid(
+            f"{shown(value)} is not a container name",
+            "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+        )
+    return value
+
+
+def parse_apparmor_profile(raw: str) -> str:
+    value = raw.strip()
+    if not _NAME.fullmatch(value):
+        raise Invalid(f"{shown(value)} is not an AppArmor profile name", "e.g. docker-ep")
+    return value
