@@ -10,8 +10,8 @@ RPM ships is computed rather than listed by hand:
     scripts/import_closure.py ospool_ep.cvmfs_probe
 
 An ENTRY is a dotted module name found under ``--path`` (default: the repo's
-``entrypoint/``) or a Python file (a script such as ``rpm/ospool-ep``, whose
-own path is not printed unless it lies under ``--path``). The output is one
+``entrypoint/``) or a file: a module of those packages by its path, or a
+script such as ``rpm/ospool-ep``, which is followed but not printed. The output is one
 file per line, sorted, relative to ``--relative-to`` (default: the repo):
 every module reached, and the ``__init__.py`` of every package above each one,
 which Python runs before the module.
@@ -52,6 +52,7 @@ class Module:
     name: str
     path: Path
     is_package: bool
+    is_script: bool = False
 
     @property
     def package(self) -> str:
@@ -151,7 +152,7 @@ def closure(entries: Sequence[str], root: Path) -> Closure:
         if module.path in seen:
             continue
         seen.add(module.path)
-        if _is_under(module.path, root):
+        if not module.is_script:
             result.files.add(module.path)
         modules, problems = _imported_by(module, root)
         pending.extend(modules)
@@ -174,15 +175,16 @@ def _imported_by(module: Module, root: Path) -> tuple[list[Module], list[str]]:
     modules = [find_module(root, ".".join(parts[:depth])) for depth in range(1, len(parts))]
     visitor = _Imports(module.package)
     visitor.visit(ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path)))
-    problems = [f"{module.path}:{line}: {message}" for line, message in visitor.errors]
+    problems = list(visitor.errors)
     for line, name, names in visitor.found:
         chain, problem = _reach(name, root)
         if problem:
-            problems.append(f"{module.path}:{line}: imports {name}, {problem}")
+            problems.append((line, f"imports {name}, {problem}"))
         modules.extend(chain)
         if chain and chain[-1].is_package:  # `from package import x`: a module or a name
             modules.extend(find_module(root, f"{chain[-1].name}.{x}") for x in names)
-    return [found for found in modules if found is not None], problems
+    found = [module for module in modules if module is not None]
+    return found, [f"{module.path}:{line}: {why}" for line, why in sorted(problems)]
 
 
 def _reach(name: str, root: Path) -> tuple[list[Module], str | None]:
@@ -204,19 +206,17 @@ def _reach(name: str, root: Path) -> tuple[list[Module], str | None]:
     return chain, None
 
 
-def _is_under(path: Path, root: Path) -> bool:
-    return root.resolve() in path.resolve().parents
-
-
 def _module_of_file(path: Path, root: Path) -> Module:
-    """A file given by path: its dotted name if it lies under ``root``, else a script."""
-    if not _is_under(path, root):
-        return Module("__main__", path, is_package=False)
-    parts = list(path.resolve().relative_to(root.resolve()).with_suffix("").parts)
-    is_package = parts[-1] == "__init__"
-    if is_package:
-        parts.pop()
-    return Module(".".join(parts), path, is_package)
+    """A file given by its path: the module of ``root`` it is, or else a script."""
+    resolved, base = path.resolve(), root.resolve()
+    if base in resolved.parents:
+        parts = list(resolved.relative_to(base).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        module = find_module(root, ".".join(parts)) if parts else None
+        if module is not None and module.path.resolve() == resolved:
+            return module
+    return Module("__main__", path, is_package=False, is_script=True)
 
 
 def _shown(path: Path, relative_to: Path) -> str:
