@@ -161,7 +161,7 @@ def closure(entries: Sequence[str], root: Path) -> Closure:
 
 
 def _entry(entry: str, root: Path) -> Module | None:
-    """A module name under ``root``, or else a file (a script, or a module by path)."""
+    """A file (a module of ``root`` by its path, or a script), or else a module name."""
     path = Path(entry)
     if path.is_file():
         return _module_of_file(path, root)
@@ -173,8 +173,13 @@ def _imported_by(module: Module, root: Path) -> tuple[list[Module], list[str]]:
     above it included), and the problems with the rest of its imports."""
     parts = module.name.split(".")
     modules = [find_module(root, ".".join(parts[:depth])) for depth in range(1, len(parts))]
+    try:
+        tree = ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path))
+    except SyntaxError as error:  # e.g. a construct newer than EL9's Python 3.9
+        version = ".".join(map(str, sys.version_info[:2]))
+        return [], [f"{module.path}:{error.lineno}: {error.msg} (for Python {version})"]
     visitor = _Imports(module.package)
-    visitor.visit(ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path)))
+    visitor.visit(tree)
     problems = list(visitor.errors)
     for line, name, names in visitor.found:
         chain, problem = _reach(name, root)

@@ -252,3 +252,20 @@ def test_an_entry_that_is_neither_a_file_nor_a_module_is_an_error(
     assert problems_of(root, "pkg.nothing", python=python) == [
         f"import_closure: pkg.nothing: no such file, nor a module under {root}"
     ]
+
+
+def test_a_file_this_python_cannot_parse_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    """EL9's 3.9 has no ``match``: ``make rpm`` there says so instead of a traceback."""
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no python3.9 on this machine")
+    root = write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/main.py": "import os\n\nmatch os.name:\n    case _:\n        pass\n",
+        },
+    )
+    (problem,) = problems_of(root, "pkg.main", python=interpreter)
+    assert problem.startswith(f"import_closure: {root}/pkg/main.py:3: invalid syntax")
+    assert problem.endswith("(for Python 3.9)")
