@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build dist/ospool-ep-<version>-<release>.noarch.rpm from the working tree
 # (`make rpm`). Works on an RPM host and on Debian/Ubuntu, where it installs
-# rpm and rpmlint with apt-get when they are missing (root needed then).
+# rpm and rpmlint with apt-get when they are missing (root needed then); python3
+# lists the launcher's modules (scripts/import_closure.py).
 #
 # Environment: RELEASE (default 1), DIST (default dist/), PACKAGER (the
 # Packager tag, set here rather than in the spec), RPMLINT=0 to skip rpmlint.
@@ -11,6 +12,14 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 release="${RELEASE:-1}"
 dist="${DIST:-$repo/dist}"
 log() { printf 'build-rpm: %s\n' "$*" >&2; }
+
+# The launcher's modules are what /usr/bin/ospool-ep imports, computed (and
+# checked to be standard library only) rather than listed; the spec installs
+# the tarball's entrypoint/ospool_ep tree as it is. From the working tree,
+# checked before anything is installed.
+closure="$(cd "$repo" && python3 scripts/import_closure.py rpm/ospool-ep)" \
+    || { log "the launcher must import only the standard library (above)"; exit 1; }
+mapfile -t modules <<<"$closure"
 
 if ! command -v rpmbuild >/dev/null || { [[ "${RPMLINT:-1}" != 0 ]] && ! command -v rpmlint >/dev/null; }; then
     if command -v apt-get >/dev/null; then
@@ -34,14 +43,10 @@ trap 'rm -rf "$top"' EXIT
 mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS}
 stage="$top/stage/ospool-ep-$version"
 mkdir -p "$stage"
-# Exactly what the spec installs, from the working tree (not git HEAD).
+# Exactly what the spec installs.
 ( cd "$repo" && cp --parents \
     README.md rpm/ospool-ep rpm/ospool-ep.cfg systemd/ospool-ep.service systemd/ospool-ep@.service \
-    entrypoint/ospool_ep/__init__.py entrypoint/ospool_ep/exitcodes.py \
-    entrypoint/ospool_ep/launch.py entrypoint/ospool_ep/launch_command.py \
-    entrypoint/ospool_ep/launch_config.py entrypoint/ospool_ep/launch_host.py \
-    entrypoint/ospool_ep/launch_keys.py entrypoint/ospool_ep/launch_values.py \
-    "$stage/" )
+    "${modules[@]}" "$stage/" )
 tar -C "$top/stage" --owner=0 --group=0 --numeric-owner -czf "$top/SOURCES/ospool-ep-$version.tar.gz" "ospool-ep-$version"
 
 # rpmbuild checks BuildRequires against the RPM database, which is empty

@@ -3,12 +3,13 @@
 The host side needs only the distribution's python3 (EL9: 3.9): the launcher
 modules import nothing outside the standard library, ``vermin`` finds no
 construct newer than 3.9 in them, and the packaged ``/usr/bin/ospool-ep``
-runs under a real Python 3.9 when this machine has one.
+runs under a real Python 3.9 when this machine has one. Which modules those
+are is computed from ``rpm/ospool-ep``'s imports (``scripts/import_closure.py``,
+:mod:`host_closure`), by the build script and by these tests alike.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 import shutil
 import subprocess
@@ -18,14 +19,23 @@ from pathlib import Path
 
 import pytest
 
+from host_closure import (
+    ENTRYPOINT,
+    LAUNCHER,
+    TOOL,
+    copy_modules,
+    import_closure,
+    launcher_files,
+    module_name,
+)
 from ospool_ep import __version__
-from test_launch_units import HOST_MODULES, python39
+from test_launch_units import python39
 from venv_tools import venv_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "rpm" / "ospool-ep.spec"
 PACKAGE = f"ospool-ep-{__version__}-1.noarch.rpm"
-MODULES_DIR = REPO / "entrypoint" / "ospool_ep"
+SHARE = "/usr/share/ospool-ep"
 
 
 def _can_build() -> str | None:
@@ -36,15 +46,10 @@ def _can_build() -> str | None:
     return f"{', '.join(missing)} missing: run `make rpm` once" if missing else None
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """(the package, build-rpm.sh's output including rpmlint's report)."""
-    reason = _can_build()
-    if reason:
-        pytest.skip(reason)
-    dist = tmp_path_factory.mktemp("dist")
+def _build(repo: Path, dist: Path) -> subprocess.CompletedProcess[str]:
+    """``repo``'s ``rpm/build-rpm.sh``, with only the system's directories on PATH."""
     result = subprocess.run(
-        [str(REPO / "rpm" / "build-rpm.sh")],
+        [str(repo / "rpm" / "build-rpm.sh")],
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(dist), "DIST": str(dist)},
         capture_output=True,
         text=True,
@@ -52,6 +57,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]
         check=False,
     )
     print(result.stdout + result.stderr)
+    return result
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(the package, build-rpm.sh's output including rpmlint's report)."""
+    reason = _can_build()
+    if reason:
+        pytest.skip(reason)
+    dist = tmp_path_factory.mktemp("dist")
+    result = _build(REPO, dist)
     assert result.returncode == 0, result.stdout + result.stderr
     yield dist / PACKAGE, result.stdout + result.stderr
 
@@ -80,7 +96,16 @@ def test_make_rpm_builds_the_noarch_package(built: tuple[Path, str]) -> None:
     )
 
 
+def _packaged(files: tuple[Path, ...]) -> set[str]:
+    """Where the spec installs ``files`` (modules under ``entrypoint/``), with the
+    directories of their packages, as ``rpm -ql`` lists them."""
+    installed = {Path(SHARE) / file.relative_to(ENTRYPOINT) for file in files}
+    directories = {d for file in installed for d in file.parents if d.is_relative_to(SHARE)}
+    return {str(path) for path in installed | directories}
+
+
 def test_the_file_list(built: tuple[Path, str]) -> None:
+    """The launcher's modules are exactly its import closure: nothing more, nothing less."""
     files = set(rpm_query(built[0], "-l").split())
     assert files == {
         "/etc/osg",
@@ -91,13 +116,70 @@ def test_the_file_list(built: tuple[Path, str]) -> None:
         "/usr/lib/systemd/system/ospool-ep@.service",
         f"/usr/share/doc/ospool-ep-{__version__}",
         f"/usr/share/doc/ospool-ep-{__version__}/README.md",
-        "/usr/share/ospool-ep",
-        "/usr/share/ospool-ep/ospool_ep",
-        *(f"/usr/share/ospool-ep/ospool_ep/{m}.py" for m in HOST_MODULES),
+        *_packaged(launcher_files()),
     }
     modes = {line.split()[-1]: line.split()[0] for line in rpm_query(built[0], "-lv").splitlines()}
     assert modes["/usr/bin/ospool-ep"] == "-rwxr-xr-x"
     assert modes["/etc/osg/ospool-ep.cfg"] == "-rw-r--r--"
+
+
+def _repo_copy(root: Path, launcher_import: str) -> Path:
+    """What ``make rpm`` reads, copied to ``root``, with ``launcher_import`` added to
+    ``rpm/ospool-ep`` before its first import of the package."""
+    for name in ("README.md", "rpm", "systemd", "scripts/import_closure.py"):
+        source, target = REPO / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+    copy_modules(launcher_files(), root / "entrypoint")
+    script = root / "rpm" / "ospool-ep"
+    lines = script.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if re.match(r"(from|import) ospool_ep\b", line))
+    lines.insert(first, f"{launcher_import}  # noqa: E402\n")
+    script.write_text("".join(lines))
+    return root
+
+
+def test_a_sub_package_the_launcher_imports_ships_in_its_directories(tmp_path: Path) -> None:
+    """A module in a sub-package ships at its place with every ``__init__.py`` above
+    it, relative imports followed; a module nothing imports stays out. (The spec's
+    %check runs the launcher, so a module left out would fail the build.)"""
+    reason = _can_build()
+    if reason:
+        pytest.skip(reason)
+    repo = _repo_copy(tmp_path / "repo", "import ospool_ep.host.deep")
+    host = repo / "entrypoint" / "ospool_ep" / "host"
+    (host / "deep").mkdir(parents=True)
+    (host / "__init__.py").write_text('"""The launcher\'s modules."""\n')
+    (host / "deep" / "__init__.py").write_text("from . import leaf\n")
+    (host / "deep" / "leaf.py").write_text("from ...exitcodes import ExitCode\n")
+    (host / "unused.py").write_text("import jinja2\n")
+    result = _build(repo, tmp_path / "dist")
+    assert result.returncode == 0, result.stdout + result.stderr
+    package = tmp_path / "dist" / PACKAGE
+    modes = {line.split()[-1]: line.split()[0] for line in rpm_query(package, "-lv").splitlines()}
+    share = f"{SHARE}/ospool_ep/host"
+    assert modes[share] == modes[f"{share}/deep"] == "drwxr-xr-x"
+    for module in ("__init__.py", "deep/__init__.py", "deep/leaf.py"):
+        assert modes[f"{share}/{module}"] == "-rw-r--r--", module
+    assert f"{share}/unused.py" not in modes
+    assert f"{SHARE}/ospool_ep/exitcodes.py" in modes
+    assert re.search(r" 0 errors, \d+ warnings", result.stdout + result.stderr)
+
+
+def test_make_rpm_refuses_a_launcher_that_imports_a_third_party_module(tmp_path: Path) -> None:
+    """The host has no jinja2: the build stops, naming the file and line, before rpmbuild."""
+    reason = _can_build()
+    if reason:
+        pytest.skip(reason)  # build-rpm.sh would install them
+    repo = _repo_copy(tmp_path / "repo", "import jinja2")
+    result = _build(repo, tmp_path / "dist")
+    assert result.returncode == 1
+    assert re.search(r"rpm/ospool-ep:\d+: imports jinja2, which is neither", result.stderr)
+    assert "the launcher must import only the standard library" in result.stderr
+    assert not (tmp_path / "dist").exists()
 
 
 def test_the_config_file_is_noreplace(built: tuple[Path, str]) -> None:
@@ -208,36 +290,16 @@ def test_the_packaged_launcher_prints_the_command(extracted: Path, tmp_path: Pat
 
 
 def _host_files() -> list[Path]:
-    return [MODULES_DIR / f"{m}.py" for m in HOST_MODULES] + [REPO / "rpm" / "ospool-ep"]
+    return [*launcher_files(), LAUNCHER]
 
 
-def test_the_spec_installs_exactly_the_host_modules() -> None:
-    spec = SPEC.read_text()
-    loop = re.search(r"for module in ([\w\s\\]+); do", spec)
-    assert loop, "the %install loop over the launcher's modules"
-    modules = [word for word in loop[1].split() if word != "\\"]
-    assert sorted(modules) == sorted(HOST_MODULES)
-    build = (REPO / "rpm" / "build-rpm.sh").read_text()
-    for module in HOST_MODULES:
-        assert f"entrypoint/ospool_ep/{module}.py" in build
-
-
-def test_the_host_modules_import_only_the_standard_library_and_each_other() -> None:
-    """No jinja2, htcondor, classad2, requests: the RPM host has none of them."""
-    allowed = {f"ospool_ep.{m}" for m in HOST_MODULES} | {"ospool_ep", "ospool_ep.__version__"}
-    for path in _host_files():
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-                if node.module == "ospool_ep":
-                    names = [f"ospool_ep.{alias.name}" for alias in node.names]
-            for name in names:
-                top = name.split(".")[0]
-                assert name in allowed or top in sys.stdlib_module_names, f"{path.name}: {name}"
+def test_the_launcher_imports_only_the_standard_library() -> None:
+    """No jinja2, htcondor, classad2, requests: the RPM host has none of them.
+    ``rpm/ospool-ep`` and every ``ospool_ep`` module it reaches, at any depth."""
+    done = import_closure(LAUNCHER)
+    assert done.returncode == 0, done.stderr
+    assert "entrypoint/ospool_ep/launch.py" in done.stdout.splitlines()
+    assert "entrypoint/ospool_ep/__init__.py" in done.stdout.splitlines()
 
 
 def test_the_spec_version_fallback_is_the_package_version() -> None:
@@ -246,11 +308,12 @@ def test_the_spec_version_fallback_is_the_package_version() -> None:
 
 
 def test_vermin_finds_nothing_newer_than_python_3_9() -> None:
-    """vermin (pip install vermin) reads the files the RPM ships; the real
+    """vermin (pip install vermin) reads the files the RPM ships, and the tool
+    that lists them (``make rpm`` runs it with EL9's python3); the real
     Python 3.9 runs, where present, are in test_launch_units and above."""
     vermin = venv_tool("vermin")
     result = subprocess.run(
-        [vermin, "--target=3.9-", "--no-tips", "--violations", *map(str, _host_files())],
+        [vermin, "--target=3.9-", "--no-tips", "--violations", *map(str, _host_files()), str(TOOL)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -263,11 +326,8 @@ def test_the_host_modules_compile_and_import_under_python_3_9(tmp_path: Path) ->
     interpreter = python39()
     if interpreter is None:
         pytest.skip("no python3.9 on this machine")
-    share = tmp_path / "ospool_ep"
-    share.mkdir()
-    for module in HOST_MODULES:
-        shutil.copy2(MODULES_DIR / f"{module}.py", share)
-    imports = "; ".join(f"import ospool_ep.{m}" for m in HOST_MODULES)
+    copy_modules(launcher_files(), tmp_path)
+    imports = "; ".join(f"import {module_name(file)}" for file in launcher_files())
     result = subprocess.run(
         [
             interpreter,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from host_closure import copy_modules, launcher_files
 from ospool_ep import launch_command
 from venv_tools import ospool_ep_command
 
@@ -33,20 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "systemd"
 SERVICE = UNITS / "ospool-ep.service"
 TEMPLATE = UNITS / "ospool-ep@.service"
-HOST_MODULES = (
-    "__init__",
-    "exitcodes",
-    "launch",
-    "launch_command",
-    "launch_config",
-    "launch_host",
-    "launch_keys",
-    "findings",
-    "pools",
-    "values",
-    "variables",
-)
-"""The modules the RPM ships to /usr/share/ospool-ep (rpm/ospool-ep.spec %install)."""
 CONFIG_ERROR = 78
 
 
@@ -58,10 +45,7 @@ def install_tree(root: Path) -> Path:
     """Lay out the package's files under ``root`` as ``rpm/ospool-ep.spec`` installs them."""
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "rpm/ospool-ep", root / "usr/bin/ospool-ep")
-    share = root / "usr/share/ospool-ep/ospool_ep"
-    share.mkdir(parents=True, exist_ok=True)
-    for module in HOST_MODULES:
-        shutil.copy2(REPO / "entrypoint/ospool_ep" / f"{module}.py", share)
+    copy_modules(launcher_files(), root / "usr/share/ospool-ep")
     units = root / "usr/lib/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in (SERVICE, TEMPLATE):
