@@ -37,8 +37,12 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
+# Says how long the tests took (the README states the figure); pytest's exit status is kept.
+UNIT_TESTS := $(BIN)/pytest -m "not container"
 unit: host-tools lint typecheck
-	$(BIN)/pytest -m "not container"
+	@echo '$(UNIT_TESTS)'
+	@start=$$(date +%s); $(UNIT_TESTS); status=$$?; \
+	echo "make unit: the tests took $$(( $$(date +%s) - start )) s"; exit $$status
 
 # `make unit` in a fresh copy of this tree, fresh .venv, only system dirs on PATH.
 fresh:

@@ -1,4 +1,4 @@
-"""The bad-input corpus (SPEC 3, 5, 7.4, 13): ``ospool-ep check`` run as a real process.
+"""The bad-input corpus (SPEC 3, 5, 7.4, 13): ``ospool-ep check`` on one bad input at a time.
 
 Each case starts from a valid minimal pilot environment (site, resource, a
 token file good for 30 days, a scratch directory, no extra-attributes file,
@@ -6,6 +6,10 @@ token file good for 30 days, a scratch directory, no extra-attributes file,
 changes exactly one thing. Every case must end in exit 78 with the culprit
 (variable, file, or ``file:line``) on a FAIL line, no traceback, and no token
 text or signature anywhere in the output.
+
+The CLI runs in this process with exactly the pilot's environment
+(``cli_runner.run_in_process``); a few cases at the end run the installed
+console script as a site does, one per kind of ending.
 """
 
 from __future__ import annotations
@@ -22,16 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import TRACEBACK, Result, run_as_process, run_in_process
 from jwt_factory import DAY, DROP, STARTD_SCOPE, header, make_jwt, payload
-from venv_tools import ospool_ep_command
 
 CANONICAL = "flock.opensciencegrid.org"
 CONFIG_ERROR = 78
 UNAVAILABLE = 69
 USAGE = 2
-
-
-COMMAND = ospool_ep_command()
 
 
 def _htcondor_daemons_installed() -> bool:
@@ -41,21 +42,6 @@ def _htcondor_daemons_installed() -> bool:
         shutil.which(name) or shutil.which(name, path=sbin)
         for name in ("condor_master", "condor_startd")
     )
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    @property
-    def fail_lines(self) -> list[str]:
-        return [line for line in self.output.splitlines() if line.startswith("FAIL")]
 
 
 @dataclass
@@ -109,16 +95,12 @@ class Pilot:
         self.attributes.write_text(text)
 
     def run(self, *args: str) -> Result:
-        done = subprocess.run(
-            [*COMMAND, *args],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
+        """``ospool-ep ARGS`` in this process, in ``root`` with exactly ``env``."""
+        return run_in_process(args, env=self.env, cwd=self.root)
+
+    def run_process(self, *args: str) -> Result:
+        """``ospool-ep ARGS`` as the installed console script, in ``root`` with exactly ``env``."""
+        return run_as_process(args, env=self.env, cwd=self.root)
 
     def assert_no_secret_in(self, text: str) -> None:
         for secret in self.secrets:
@@ -761,3 +743,45 @@ def test_a_usage_error_exits_2(pilot: Pilot, args: list[str]) -> None:
     assert result.returncode == USAGE
     assert "usage:" in result.stderr
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ the installed command
+
+
+def _valid_check_code() -> int:
+    return 0 if _htcondor_daemons_installed() else UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("args", "change", "expected"),
+    [
+        pytest.param(["check", "--json"], env(), _valid_check_code(), id="check-valid"),
+        pytest.param(["check"], env(NUM_CPUS="0"), CONFIG_ERROR, id="check-bad-variable"),
+        pytest.param(
+            ["check"],
+            token_file(lambda p: p.token(exp=p.now - DAY)),
+            CONFIG_ERROR,
+            id="check-expired-token-file",
+        ),
+        pytest.param(
+            ["check"], token_env(_truncated), CONFIG_ERROR, id="check-malformed-TOKEN-variable"
+        ),
+        pytest.param(
+            ["check"], attributes("START = True\n"), CONFIG_ERROR, id="check-bad-attribute"
+        ),
+        pytest.param(["render", "--output", "rendered"], env(), 0, id="render-valid"),
+        pytest.param(["bogus"], env(), USAGE, id="usage-error"),
+    ],
+)
+def test_the_installed_command_ends_with_its_exit_code_and_no_traceback(
+    pilot: Pilot, args: list[str], change: Change, expected: int
+) -> None:
+    """The console script a site runs: the right exit code for each kind of ending, no
+    traceback, no token text; the in-process runner of the corpus above agrees with it."""
+    change(pilot)
+    result = pilot.run_process(*args)
+    assert result.returncode == expected, result.output
+    assert TRACEBACK not in result.output
+    pilot.assert_no_secret_in(result.output)
+    in_process = pilot.run(*args)
+    assert (in_process.returncode, in_process.fail_lines) == (result.returncode, result.fail_lines)
