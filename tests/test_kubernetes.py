@@ -6,7 +6,7 @@ the Kubernetes OpenAPI schemas in strict mode (unknown fields are errors), for
 the oldest Kubernetes the manifests support and the newest the validator
 knows. Then the built Deployments are read for what the pilot relies on:
 non-root and unprivileged, the token Secret, the downward-API limits under the
-names ``ospool_ep.resources`` reads, a grace period longer than the pilot's,
+names ``ospool_ep.limits`` reads, a grace period longer than the pilot's,
 health probes, scratch, priority. The pilot's own validators check the
 settings and the extra-attributes file the manifests carry.
 
@@ -33,9 +33,10 @@ from typing import Any
 
 import pytest
 
-from ospool_ep import resources, settings, variables
+from ospool_ep import settings, variables
 from ospool_ep.attributes import load_extra_attributes_file
 from ospool_ep.findings import Findings, Status
+from ospool_ep.limits import KUBERNETES_CPU_VARIABLE, KUBERNETES_MEMORY_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 OLDEST_KUBERNETES = "1.30.0"
@@ -270,13 +271,13 @@ def test_the_token_secret_is_mounted_whole_and_read_only_at_tokens_orig_d(
 @pytest.mark.parametrize("directory", BUILDS)
 def test_the_pod_limits_reach_the_pilot_through_the_downward_api(directory: str) -> None:
     """limits.cpu in millicores and limits.memory in MiB of the pilot container, under the
-    names ospool_ep.resources reads; requests equal limits (Guaranteed QoS: the node never
+    names ospool_ep.limits reads; requests equal limits (Guaranteed QoS: the node never
     overcommits the memory the slot offers)."""
     for pilot in pilots(directory):
         env = pilot.env()
         wanted = {
-            resources.KUBERNETES_CPU_VARIABLE: ("limits.cpu", "1m"),
-            resources.KUBERNETES_MEMORY_VARIABLE: ("limits.memory", "1Mi"),
+            KUBERNETES_CPU_VARIABLE: ("limits.cpu", "1m"),
+            KUBERNETES_MEMORY_VARIABLE: ("limits.memory", "1Mi"),
         }
         for name, (resource, divisor) in wanted.items():
             field = env[name]["valueFrom"]["resourceFieldRef"]
@@ -356,8 +357,8 @@ def test_every_variable_set_is_one_the_pilot_reads_and_valid_for_it(directory: s
     own settings validation; only GLIDEIN_Site/GLIDEIN_ResourceName may be missing,
     and only where no site has set them yet (the base and the bare overlays)."""
     known = variables.NAMES | {
-        resources.KUBERNETES_CPU_VARIABLE,
-        resources.KUBERNETES_MEMORY_VARIABLE,
+        KUBERNETES_CPU_VARIABLE,
+        KUBERNETES_MEMORY_VARIABLE,
     }
     for pilot in pilots(directory):
         environ = pilot.pilot_environment()

@@ -2,6 +2,8 @@
 
 "Dead" and "alive" are real processes here: a pilot that created its
 directory and exited, and one that still holds its lock in a subprocess.
+PILOT_DIR's own check (writable, enough free space: SPEC 8) runs on real
+directories too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import pytest
 
 import unprivileged
 from ospool_ep import hardening, pilotdir
-from ospool_ep.pilotdir import LOCK_NAME, PREFIX, UNLOCKED_GRACE_SECONDS
+from ospool_ep.exitcodes import ExitCode
+from ospool_ep.findings import Finding, Findings, Kind, Status
+from ospool_ep.pilotdir import LOCK_NAME, PREFIX, UNLOCKED_GRACE_SECONDS, check_disk
 
 CREATE_AND_HOLD = """
 import sys
@@ -451,3 +455,81 @@ def test_a_mount_inside_a_dead_pilots_directory_is_not_entered(tmp_path: Path) -
         assert (mount / "file").exists()
     finally:
         subprocess.run(["/bin/umount", str(mount)], check=True)
+
+
+def only(findings: Findings, subject: str) -> Finding:
+    matching = [f for f in findings if f.subject == subject]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+# -- free space --------------------------------------------------------------------------------
+
+
+def test_a_writable_directory_with_enough_space_passes(tmp_path: Path) -> None:
+    """min_gb=0 always fits; the free space comes back in MB for the slot's Disk."""
+    findings = Findings()
+    free_mb = check_disk(path=tmp_path, min_gb=0, findings=findings)
+    assert isinstance(free_mb, int)
+    assert free_mb >= 0
+    passed = only(findings, "PILOT_DIR")
+    assert passed.status is Status.PASS
+    assert str(tmp_path) in passed.message
+    assert not list(tmp_path.iterdir()), "the write test leaves nothing behind"
+
+
+def test_too_little_free_space_fails_naming_the_path(tmp_path: Path) -> None:
+    """Below MIN_DISK_GB: environment FAIL naming the path, free vs required, and the fix."""
+    findings = Findings()
+    free_mb = check_disk(path=tmp_path, min_gb=1e9, findings=findings)
+    assert isinstance(free_mb, int), "free space is still reported"
+    failure = only(findings, "PILOT_DIR")
+    assert failure.status is Status.FAIL
+    assert failure.kind is Kind.ENVIRONMENT
+    assert str(tmp_path) in failure.message
+    assert "GB free" in failure.message
+    assert "MIN_DISK_GB=1e+09" in failure.message
+    assert "bigger volume" in failure.fix
+    assert "MIN_DISK_GB" in failure.fix
+    assert findings.exit_code() is ExitCode.UNAVAILABLE
+
+
+def test_a_missing_directory_fails(tmp_path: Path) -> None:
+    """A PILOT_DIR that does not exist is an environment FAIL and no free space."""
+    missing = tmp_path / "no" / "such" / "pilot"
+    findings = Findings()
+    assert check_disk(path=missing, min_gb=0, findings=findings) is None
+    failure = only(findings, "PILOT_DIR")
+    assert failure.status is Status.FAIL
+    assert failure.kind is Kind.ENVIRONMENT
+    assert str(missing) in failure.message
+    assert "does not exist" in failure.message
+
+
+def test_a_file_instead_of_a_directory_fails(tmp_path: Path) -> None:
+    """PILOT_DIR naming a regular file is not scratch space."""
+    not_dir = tmp_path / "pilot"
+    not_dir.write_text("")
+    findings = Findings()
+    assert check_disk(path=not_dir, min_gb=0, findings=findings) is None
+    assert "not a directory" in only(findings, "PILOT_DIR").message
+
+
+def test_a_directory_nobody_can_create_files_in_fails_even_for_root() -> None:
+    """/proc passes os.access for root but refuses new files: the real write test catches it."""
+    findings = Findings()
+    assert check_disk(path=Path("/proc"), min_gb=0, findings=findings) is None
+    failure = only(findings, "PILOT_DIR")
+    assert failure.status is Status.FAIL
+    assert failure.kind is Kind.ENVIRONMENT
+    assert "not writable" in failure.message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory modes")
+def test_a_read_only_directory_fails_for_a_normal_user(tmp_path: Path) -> None:
+    """Mode 0555 stops an unprivileged pilot from using the directory."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    findings = Findings()
+    assert check_disk(path=locked, min_gb=0, findings=findings) is None
+    assert "not writable" in only(findings, "PILOT_DIR").message

@@ -15,8 +15,8 @@ import pytest
 from ospool_ep import policy, render
 from ospool_ep.attributes import ExtraAttribute
 from ospool_ep.findings import Findings, Status
+from ospool_ep.offer import Offer
 from ospool_ep.pools import POOL_NAMES, resolve_pool
-from ospool_ep.resources import Offer
 from ospool_ep.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -68,7 +68,7 @@ ENGINE_SLACK_SECONDS = 30
 """Time ``docker/podman stop`` itself needs beyond its timeout (kill, remove)."""
 
 # The pilot streams its daemons' logs to stdout (SPEC 7.3), up to ~30 GB a day
-# if a daemon runs away (logs.MAX_PUMP_BYTES), so the engine's copy must be
+# if a daemon runs away (logtail.MAX_PUMP_BYTES), so the engine's copy must be
 # capped or it fills the host's disk.
 # - docker: the json-file driver, set explicitly, because docker refuses a
 #   size option for a driver without one ("unknown log opt 'max-size' for

@@ -11,6 +11,9 @@ mode 000 or 0500 (``shutil.rmtree(ignore_errors=True)`` silently leaves those),
 trees deeper than any fd budget, symlinks pointing anywhere. It works through
 directory fds, never follows a symlink, never crosses into another filesystem,
 and says how much it could not remove.
+
+:func:`check_disk` checks, before any of that, that PILOT_DIR itself is a
+writable directory with the free space the site asked for (SPEC 8).
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import os
 import secrets
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ospool_ep.findings import Findings, Kind
 
 PREFIX = "ospool-ep-"
 LOCK_NAME = ".lock"
@@ -31,6 +37,9 @@ UNLOCKED_GRACE_SECONDS = 3600
 """A directory without a lock file may be a pilot that is being created right now."""
 MAX_DEPTH = 64
 """Directory fds held open at once while removing; deeper subtrees are moved up first."""
+
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,69 @@ def _give_back_modes(path: Path) -> bool:
     return True
 
 
+# -- free space ------------------------------------------------------------------------
+
+
+def check_disk(*, path: Path, min_gb: float, findings: Findings) -> int | None:
+    """Check the scratch directory exists, is writable and has ``min_gb`` GiB free.
+
+    Returns the free space in MiB (for the slot's Disk), or ``None`` when the
+    directory cannot be used at all. Failures are environment FAILs (exit 69).
+    """
+    subject = "PILOT_DIR"
+    fix_mount = "mount a volume at /pilot (-v /some/dir:/pilot) or set PILOT_DIR to a directory"
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        findings.fail(subject, f"{path} {what}", fix_mount, kind=Kind.ENVIRONMENT)
+        return None
+    # os.access alone is not enough: root passes it on any mode bits, and a
+    # read-only mount or a full inode table only shows when a file is created.
+    writable = os.access(path, os.W_OK | os.X_OK)
+    reason = "permission denied"
+    if writable:
+        try:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".ospool-ep-write-test-"):
+                pass
+        except OSError as err:
+            writable = False
+            reason = err.strerror or type(err).__name__
+    if not writable:
+        findings.fail(
+            subject,
+            f"{path} is not writable by uid {os.geteuid()} ({reason})",
+            f"chown {path} to uid {os.geteuid()} on the host, or {fix_mount}",
+            kind=Kind.ENVIRONMENT,
+        )
+        return None
+    try:
+        st = os.statvfs(path)
+    except OSError as err:
+        findings.fail(
+            subject,
+            f"cannot read free space of {path}: {err.strerror}",
+            fix_mount,
+            kind=Kind.ENVIRONMENT,
+        )
+        return None
+    # f_bavail: blocks free to unprivileged users (excludes root's reserve), in f_frsize units.
+    free = st.f_bavail * st.f_frsize
+    free_gb = free / _GIB
+    if free_gb < min_gb:
+        findings.fail(
+            subject,
+            f"{path} has {free_gb:.1f} GB free, less than MIN_DISK_GB={min_gb:g}",
+            f"mount a bigger volume at {path} or lower MIN_DISK_GB",
+            kind=Kind.ENVIRONMENT,
+        )
+    else:
+        findings.passed(
+            subject,
+            f"{path} has {free_gb:.1f} GB free (MIN_DISK_GB={min_gb:g})",
+            kind=Kind.ENVIRONMENT,
+        )
+    return free // _MIB
+
+
 # -- removal ---------------------------------------------------------------------------
 
 
@@ -232,7 +304,7 @@ def remove_tree(path: Path) -> Removal:
         if stat.S_ISDIR(st.st_mode):
             _remove_directory(parent, path.name, st, walk, depth=0, where=str(path))
         else:
-            _unlink(parent, path.name, walk, where=str(path))
+            _delete(parent, path.name, walk, where=str(path))
     except FileNotFoundError:
         return Removal(path)
     except OSError as error:
@@ -261,7 +333,7 @@ def _remove_directory(
     finally:
         os.close(fd)
     if walk.left == before:
-        _rmdir(dir_fd, name, walk, where=where)
+        _delete(dir_fd, name, walk, where=where, directory=True)
 
 
 def _enter(dir_fd: int, name: str, st: os.stat_result) -> int:
@@ -296,7 +368,7 @@ def _remove(dir_fd: int, name: str, walk: _Walk, *, depth: int, where: str) -> N
         walk.failed(where, error)
         return
     if not stat.S_ISDIR(st.st_mode):
-        _unlink(dir_fd, name, walk, where=where)
+        _delete(dir_fd, name, walk, where=where)
     elif st.st_dev != walk.device:
         walk.failed(where, "another filesystem is mounted there")
     elif depth >= MAX_DEPTH:
@@ -316,18 +388,13 @@ def _move_up(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
     walk.pending.append(moved)
 
 
-def _unlink(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
+def _delete(dir_fd: int, name: str, walk: _Walk, *, where: str, directory: bool = False) -> None:
+    """Unlink ``name`` (rmdir it, if ``directory``); gone already is done, other errors count."""
     try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        walk.failed(where, error)
-
-
-def _rmdir(dir_fd: int, name: str, walk: _Walk, *, where: str) -> None:
-    try:
-        os.rmdir(name, dir_fd=dir_fd)
+        if directory:
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as error:

@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ospool_ep import apptainer, attributes, cvmfs, cvmfsexec, gpus, policy, resources
+from ospool_ep import apptainer, attributes, cvmfs, cvmfsexec, gpus, pilotdir, policy
 from ospool_ep import tokens as tokens_mod
 from ospool_ep.findings import Findings, Kind
+from ospool_ep.limits import detect_limits
+from ospool_ep.offer import decide_offer
 from ospool_ep.pools import resolve_pool
 from ospool_ep.render import PilotPlan
 from ospool_ep.settings import Settings, input_files, load_settings
@@ -99,8 +101,8 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
     if settings is None:
         # Resources and lifetime depend on valid settings; they would only add noise.
         return Outcome(findings=findings, tokens=tuple(found_tokens))
-    limits = resources.detect_limits(root=host.root, environ=host.environ)
-    offer = resources.decide_offer(
+    limits = detect_limits(root=host.root, environ=host.environ)
+    offer = decide_offer(
         limits=limits,
         num_cpus=settings.num_cpus,
         memory_mb=settings.memory_mb,
@@ -108,7 +110,7 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         findings=findings,
     )
     if check_disk:
-        resources.check_disk(
+        pilotdir.check_disk(
             path=Path(settings.pilot_dir), min_gb=settings.min_disk_gb, findings=findings
         )
 

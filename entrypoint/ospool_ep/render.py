@@ -33,9 +33,9 @@ from ospool_ep.cvmfs_probe import (
 )
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.gpus import GpuReport
+from ospool_ep.offer import Offer
 from ospool_ep.policy import Lifetime
 from ospool_ep.pools import PoolEndpoints
-from ospool_ep.resources import Offer
 from ospool_ep.settings import Settings
 from ospool_ep.values import config_unsafe_reason
 

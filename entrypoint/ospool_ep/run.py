@@ -34,7 +34,8 @@ from ospool_ep.cvmfs_probe import has_attribute
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.handoff import Launch
 from ospool_ep.lifecycle import State
-from ospool_ep.logs import Emitter, Level, LogTailer
+from ospool_ep.logs import Emitter, Level
+from ospool_ep.logtail import LogTailer
 from ospool_ep.supervise import Ending, Supervisor, block_signals
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ospool_ep.lifecycle import State
-from ospool_ep.logs import Emitter, LogTailer
+from ospool_ep.logs import Emitter
+from ospool_ep.logtail import LogTailer
 from ospool_ep.supervise import Supervisor, block_signals
 
 
