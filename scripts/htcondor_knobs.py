@@ -9,10 +9,10 @@ HTCondor defines itself at start-up (``PID``, ``IP_ADDRESS``, ``UNAME_*``,
 ``OPSYS*``, ...) are added from ``htcondor2.param`` read with an empty
 configuration.
 
-    scripts/htcondor_knobs.py --write entrypoint/ospool_ep/htcondor_knobs.txt
+    scripts/htcondor_knobs.py --write entrypoint/ospool_ep/inputs/htcondor_knobs.txt
         adds the installed HTCondor's names to the file (names of other versions stay:
         run it with the image's HTCondor 23.9 and with PyPI's 25 to cover both)
-    scripts/htcondor_knobs.py --check entrypoint/ospool_ep/htcondor_knobs.txt
+    scripts/htcondor_knobs.py --check entrypoint/ospool_ep/inputs/htcondor_knobs.txt
         exit 1, listing them, if the installed HTCondor has names the file lacks
 
 Run in a process of its own: importing the bindings exits on a bad configuration.

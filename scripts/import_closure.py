@@ -6,8 +6,8 @@ The RPM's host launcher and the CVMFS cron probe run on a bare ``python3``
 RPM ships is computed rather than listed by hand:
 
     scripts/import_closure.py rpm/ospool-ep
-        entrypoint/ospool_ep/__init__.py, entrypoint/ospool_ep/launch.py, ...
-    scripts/import_closure.py ospool_ep.cvmfs_probe
+        entrypoint/ospool_ep/__init__.py, entrypoint/ospool_ep/host/launch.py, ...
+    scripts/import_closure.py ospool_ep.cvmfs.probe
 
 An ENTRY is a dotted module name found under ``--path`` (default: the repo's
 ``entrypoint/``) or a file: a module of those packages by its path, or a

@@ -39,18 +39,18 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE = REPO / ".mutmut"
 PACKAGE = "ospool_ep"
 MODULES = (
-    "settings",
-    "values",
-    "variables",
-    "classad_text",
-    "tokens",
-    "attributes",
-    "policy",
-    "pools",
+    "inputs.settings",
+    "inputs.values",
+    "inputs.variables",
+    "inputs.classad",
+    "inputs.tokens",
+    "inputs.attributes",
+    "inputs.policy",
+    "inputs.pools",
     "findings",
     "exitcodes",
-    "render",
-    "dropin",
+    "pilot.render",
+    "pilot.dropin",
 )
 """The pure modules: settings and value parsers, tokens, attributes, policy, render, findings."""
 RENDER_FUNCTIONS = (
@@ -63,29 +63,29 @@ RENDER_FUNCTIONS = (
 """render.py's filters and its verification; its I/O plumbing is left out. (The drain
 drop-in's text, retirement_until and drain_config, is in dropin.py: scored whole.)"""
 TESTS = (
-    "tests/test_tokens.py",
-    "tests/test_token_boundaries.py",
-    "tests/test_policy.py",
-    "tests/test_lifetime_boundaries.py",
-    "tests/test_settings.py",
-    "tests/test_attributes.py",
-    "tests/test_render.py",
-    "tests/test_launch_config.py",
-    "tests/test_defence_layers.py",
-    "tests/test_contracts_exitcodes.py",
-    "tests/test_pools_contracts.py",
-    "tests/test_tokens_contracts.py",
-    "tests/test_classad_text_contracts.py",
-    "tests/test_values_contracts.py",
-    "tests/test_settings_contracts.py",
-    "tests/test_attributes_contracts.py",
-    "tests/test_render_contracts.py",
+    "tests/unit/inputs/test_tokens.py",
+    "tests/unit/inputs/test_token_boundaries.py",
+    "tests/unit/inputs/test_policy.py",
+    "tests/unit/inputs/test_lifetime_boundaries.py",
+    "tests/unit/inputs/test_settings.py",
+    "tests/unit/inputs/test_attributes.py",
+    "tests/unit/pilot/test_render.py",
+    "tests/unit/host/test_host_config.py",
+    "tests/contract/test_defence_layers.py",
+    "tests/unit/test_contracts_exitcodes.py",
+    "tests/unit/inputs/test_pools_contracts.py",
+    "tests/unit/inputs/test_tokens_contracts.py",
+    "tests/unit/inputs/test_classad_contracts.py",
+    "tests/unit/inputs/test_values_contracts.py",
+    "tests/unit/inputs/test_settings_contracts.py",
+    "tests/unit/inputs/test_attributes_contracts.py",
+    "tests/unit/pilot/test_render_contracts.py",
 )
 """The tests that exercise those modules in-process (mutmut then picks, per mutant,
 only the ones that reached the mutated function)."""
 ORDER_DEPENDENT = (
-    "tests/test_attributes.py::test_a_single_classad_expression_is_accepted_verbatim[0x1F]",
-    "tests/test_attributes.py::test_validated_attributes_read_back_from_htcondor_config_exactly_as_written",
+    "tests/unit/inputs/test_attributes.py::test_a_single_classad_expression_is_accepted_verbatim[0x1F]",
+    "tests/unit/inputs/test_attributes.py::test_validated_attributes_read_back_from_htcondor_config_exactly_as_written",
 )
 """Tests whose outcome depends on what ran before in the same process, which mutmut's
 repeated in-process runs expose: classad2 parses ``0x1F`` as ``0`` in a fresh process
@@ -103,12 +103,13 @@ KILLED = {"killed", "timeout", "caught by type check"}
 
 
 def stage_config() -> str:
-    only = ", ".join(f'"src/{PACKAGE}/{m}.py"' for m in MODULES)
+    only = ", ".join(f'"{source_path(m)}"' for m in MODULES)
     tests = ", ".join(f'"{t}"' for t in TESTS if (REPO / t).exists())
     deselect = ", ".join(f'"--deselect", "{t}"' for t in ORDER_DEPENDENT)
     return f"""# Written by scripts/mutate.py; the stage mutmut runs in.
 [tool.pytest.ini_options]
 testpaths = ["tests"]
+pythonpath = ["tests/support"]
 addopts = "-ra --strict-markers"
 markers = ["container: needs podman", "slow: takes minutes"]
 
@@ -157,6 +158,11 @@ def prepare_stage() -> None:
             path.write_text(text)
 
 
+def source_path(module: str) -> str:
+    """``inputs.values`` -> ``src/ospool_ep/inputs/values.py`` (in the stage)."""
+    return f"src/{PACKAGE}/{module.replace('.', '/')}.py"
+
+
 def changed_modules(base: str) -> list[str]:
     """The pure modules whose file differs between ``base`` and the work tree."""
     done = subprocess.run(
@@ -169,15 +175,19 @@ def changed_modules(base: str) -> list[str]:
     if done.returncode != 0:
         print(f"mutate: cannot compare with {base!r}: {done.stderr.strip()}", file=sys.stderr)
         return []
-    changed = {Path(line).stem for line in done.stdout.split()}
+    package = Path("entrypoint") / PACKAGE
+    changed = {
+        ".".join(Path(line).relative_to(package).with_suffix("").parts)
+        for line in done.stdout.split()
+    }
     return [m for m in MODULES if m in changed]
 
 
 def patterns(modules: list[str]) -> list[str]:
     result = []
     for module in modules:
-        if module == "render":
-            result += [f"{PACKAGE}.render.x_{name}__mutmut_*" for name in RENDER_FUNCTIONS]
+        if module == "pilot.render":
+            result += [f"{PACKAGE}.pilot.render.x_{name}__mutmut_*" for name in RENDER_FUNCTIONS]
         else:
             result.append(f"{PACKAGE}.{module}.*")
     return result
@@ -262,7 +272,7 @@ def mutated_line(name: str, path: str) -> str:
 
 
 def function_of(name: str) -> str:
-    """``ospool_ep.tokens.x__duration__mutmut_3`` -> ``tokens._duration``."""
+    """``ospool_ep.inputs.tokens.x__duration__mutmut_3`` -> ``inputs.tokens._duration``."""
     module, _, mangled = name.partition("__mutmut_")[0].rpartition(".")
     function = mangled.removeprefix("x_").replace("xǁ", "").replace("ǁ", ".")
     return f"{module.removeprefix(PACKAGE + '.')}.{function}"
@@ -274,13 +284,13 @@ def scores(modules: list[str]) -> list[Score]:
     os.chdir(STAGE)
     for module in modules:
         score = Score(module)
-        path = f"src/{PACKAGE}/{module}.py"
+        path = source_path(module)
         meta = STAGE / "mutants" / f"{path}.meta"
         if meta.exists():
             codes = json.loads(meta.read_text())["exit_code_by_key"]
             for name, code in sorted(codes.items()):
                 function = function_of(name)
-                if module == "render" and function.partition(".")[2] not in RENDER_FUNCTIONS:
+                if module == "pilot.render" and function.partition(".")[2] not in RENDER_FUNCTIONS:
                     continue
                 status = status_by_exit_code[code]
                 score.statuses[status] += 1

@@ -19,13 +19,13 @@ from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Findings, Status, report, verdict
 
 if TYPE_CHECKING:
-    from ospool_ep import state
-    from ospool_ep.hardening import Hardened
-    from ospool_ep.logs import Emitter
+    from ospool_ep.pilot import statefile as state
+    from ospool_ep.pilot.hardening import Hardened
+    from ospool_ep.pilot.logs import Emitter
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ospool_ep import plan, render
+    from ospool_ep.pilot import plan, render
 
     outcome = plan.build_plan(plan.Host.current())
     findings = outcome.findings
@@ -49,7 +49,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from ospool_ep import plan, render
+    from ospool_ep.pilot import plan, render
 
     outcome = plan.build_plan(plan.Host.current(), check_disk=False)
     findings = outcome.findings
@@ -67,8 +67,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ospool_ep import handoff, hardening, run
-    from ospool_ep.logs import Emitter
+    from ospool_ep.pilot import handoff, hardening, run
+    from ospool_ep.pilot.logs import Emitter
 
     # First of all (before the imports below: the exec would load them twice).
     hardened = hardening.harden(may_exec=args.own_process)
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import dataclasses
 
-    from ospool_ep import plan
+    from ospool_ep.pilot import plan
 
     host = plan.Host.current()
     if hardened.token is not None:
@@ -102,7 +102,8 @@ def _report_hardening(hardened: Hardened, emitter: Emitter) -> None:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from ospool_ep import health, state
+    from ospool_ep.pilot import health
+    from ospool_ep.pilot import statefile as state
 
     loaded = state.load(state.state_path(os.environ))
     if loaded.distrust:
@@ -117,7 +118,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_drain(args: argparse.Namespace) -> int:
     import signal
 
-    from ospool_ep import procfs, state
+    from ospool_ep.pilot import procfs
+    from ospool_ep.pilot import statefile as state
 
     loaded = state.load(state.state_path(os.environ))
     if loaded.distrust:
@@ -149,7 +151,7 @@ def _signal_supervisor(loaded: state.Loaded, pid: int, signo: int) -> str | None
     """
     import signal
 
-    from ospool_ep import state
+    from ospool_ep.pilot import statefile as state
 
     try:
         pidfd = os.pidfd_open(pid)
@@ -174,7 +176,7 @@ def _signal_supervisor(loaded: state.Loaded, pid: int, signo: int) -> str | None
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from ospool_ep import launch
+    from ospool_ep.host import launch
 
     return launch.launch(
         config_path=args.config, engine=args.engine, print_only=args.print, stop=args.stop

@@ -16,17 +16,14 @@ import base64
 import contextlib
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pool  # tests/pool.py (tests/ is not a package)
+import pytest
 
 UNAVAILABLE = pool.unavailable_reason()
 """Why the container tests cannot run here (None when they can); checked once."""

@@ -15,10 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import pool
 import pytest
 from conftest import Pilots, container_marks, remove_jobs, stays, wait_status
-
-import pool
 
 pytestmark = container_marks()
 

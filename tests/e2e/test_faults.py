@@ -14,10 +14,9 @@ import sys
 import time
 from typing import Any
 
+import pool
 import pytest
 from conftest import Pilot, Pilots, container_marks
-
-import pool
 
 pytestmark = container_marks()
 

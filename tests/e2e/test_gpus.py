@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Pilots, container_marks, remove_jobs, stays, wait_status
-
 import pool
+from conftest import Pilots, container_marks, remove_jobs, stays, wait_status
 
 pytestmark = container_marks()
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pool  # tests/pool.py (tests/ is not a package)
+import pytest
 from jwt_factory import token  # tests/jwt_factory.py
+from paths import REPO
 
 _reason = pool.unavailable_reason()
 pytestmark = [
@@ -100,7 +98,7 @@ def test_the_knob_list_holds_every_setting_of_the_images_htcondor() -> None:
     """The extra-attributes deny list (SPEC 5.4) is HTCondor's own list of settings:
     the shipped file must hold every name of the image's HTCondor (23.9), not only
     those of the host's PyPI bindings (25)."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     argv = [
         "podman", "run", "--rm", "--network", "none", "--user", "1000:1000",
         "-v", f"{repo / 'scripts'}:/src:ro",

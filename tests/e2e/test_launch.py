@@ -1,6 +1,6 @@
 """End-to-end: the units' own command lines start a pilot with podman in a real pool (SPEC 11).
 
-What systemd would run is run here as written (``tests/test_launch_units.py``
+What systemd would run is run here as written (``tests/deploy/test_launch_units.py``
 reads the unit files; systemd is not PID 1 on these machines): ExecStartPre,
 then ExecStart (``ospool-ep launch`` execs ``podman run`` in the foreground),
 then, once the pilot's slot is in the pool's collector and a job has run on
@@ -34,11 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pool  # tests/pool.py (tests/ is not a package)
-from test_launch_units import (
+import pytest
+from units import (
     SERVICE,
     TEMPLATE,
     Relocation,

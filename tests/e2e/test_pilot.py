@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pool
 import pytest
 import requests
 from conftest import (
@@ -32,8 +33,6 @@ from conftest import (
     token_claims,
     wait_status,
 )
-
-import pool
 
 pytestmark = container_marks()
 

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pool  # tests/pool.py (tests/ is not a package)
+import pytest
 
 _reason = pool.unavailable_reason()
 pytestmark = [

@@ -30,12 +30,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pool
 import pytest
 from conftest import TOKEN_FILE, UNAVAILABLE, remove_jobs
+from paths import REPO
 
-import pool
-
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "slurm" / "ospool-ep.sbatch"
 SLURM_DIR = REPO / "tests" / "slurm"
 SLURM_IMAGE = os.environ.get("OSPOOL_EP_SLURM_IMAGE", "localhost/ospool-ep-slurm:dev")

@@ -1,0 +1,1 @@
+"""What this machine offers: cgroups, limits, the offer, GPUs, Apptainer."""

@@ -1,0 +1,123 @@
+"""Policy: the START expression, the pilot's lifetime and its name (SPEC 6.2, 6.3).
+
+Pure functions of validated settings and facts passed in (clock, randomness,
+hostname), so every rule is unit-tested with the real ClassAd evaluator and no
+HTCondor daemons.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from dataclasses import dataclass
+
+from ospool_ep.inputs.classad import string_literal
+
+LONG_JOB_MIN_SECONDS = 40 * 3600
+"""A job of ``JobDurationCategory == "Long"`` starts only with this long left before ToDie."""
+GPU_RESERVED_CPUS = 8
+GPU_RESERVED_MEMORY_MB = 32 * 1024
+"""Per unclaimed GPU, CPUs and memory kept back so a GPU job can still fit."""
+RETIRE_SPREAD_MAX_SECONDS = 15 * 60
+RETIRE_SPREAD_FRACTION = 0.02
+"""ToRetire is moved earlier by up to this share of the accepting window (at most
+15 minutes) so a fleet started together does not retire together."""
+
+
+def start_expression(*, start_extra: str, project_name: str | None, pool_itb: bool | None) -> str:
+    """The machine's START: every term must hold for a job to start here.
+
+    ``pool_itb`` is True for the ITB OSPool, False for the production OSPool and
+    None for other pools (no ITB clause): upstream keeps ITB-only jobs off
+    production pilots and the other way round.
+    """
+    terms = [
+        "time() < MY.GLIDEIN_ToRetire",
+        '(TARGET.JobDurationCategory =!= "Long"'
+        f" || MY.GLIDEIN_ToDie - time() > {LONG_JOB_MIN_SECONDS})",
+        "(MY.OSG_NODE_VALIDATED =?= true)",
+        # On a GPU machine CPU-only jobs fill the CPUs only while enough stay
+        # free for the remaining GPUs to be usable.
+        "((MY.GPUs ?: 0) == 0 || (TARGET.RequestGPUs ?: 0) > 0 || "
+        f"(MY.Cpus > {GPU_RESERVED_CPUS} * MY.GPUs && "
+        f"MY.Memory > {GPU_RESERVED_MEMORY_MB} * MY.GPUs))",
+    ]
+    if pool_itb is True:
+        terms.append("(TARGET.ITB_Sites =?= true)")
+    elif pool_itb is False:
+        terms.append("(TARGET.ITB_Sites =!= true)")
+    if project_name:
+        terms.append(f'((TARGET.ProjectName ?: "") == {string_literal(project_name)})')
+    terms.append(f"({start_extra})")
+    return " && ".join(terms)
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetime:
+    start: int
+    to_retire: int
+    """After this, no new jobs start (epoch seconds)."""
+    to_die: int
+    """By this, running jobs are evicted and the pilot is gone."""
+    capped_by: tuple[str, ...]
+    """Why the plain hours were shortened: "PILOT_WALLTIME", "Slurm job end", "token expiry"."""
+
+
+def plan_lifetime(
+    *,
+    start: float,
+    accept_jobs_for_hours: int,
+    retirement_hours: int,
+    walltime_seconds: int | None,
+    job_end_time: int | None,
+    token_expiry: int | None,
+    grace_seconds: int,
+    rng: random.Random,
+) -> Lifetime:
+    """ToRetire and ToDie from the hours, capped by every hard end that applies.
+
+    A hard end (walltime, batch job end, token expiry) is when the pilot will be
+    killed or can no longer talk to the pool; the pilot must be gone a grace
+    period before it. When capped, the remaining life is split: retirement gets
+    at most half, so a short batch job still accepts work for half its life.
+    """
+    now = int(start)
+    to_retire = now + accept_jobs_for_hours * 3600
+    to_die = to_retire + retirement_hours * 3600
+    hard_ends = {
+        "PILOT_WALLTIME": now + walltime_seconds if walltime_seconds else None,
+        "Slurm job end": job_end_time,
+        "token expiry": token_expiry,
+    }
+    capped_by = []
+    for reason, end in hard_ends.items():
+        if end is not None and end - grace_seconds < to_die:
+            capped_by.append(reason)
+            to_die = max(now, end - grace_seconds)
+    if capped_by:
+        retirement = min(retirement_hours * 3600, (to_die - now) // 2)
+        to_retire = min(to_retire, to_die - retirement)
+    spread = int(min(RETIRE_SPREAD_MAX_SECONDS, (to_retire - now) * RETIRE_SPREAD_FRACTION))
+    to_retire -= rng.randint(0, max(0, spread))
+    return Lifetime(now, to_retire, to_die, tuple(capped_by))
+
+
+def sanitize_name(text: str) -> str:
+    """A DNS-label-like form: runs of other characters become one '-', at most 63 long."""
+    cleaned = re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip(".-")[:63].strip(".-")
+    return cleaned or "pilot"
+
+
+def pilot_name(*, resource_name: str, hostname: str, randomize: bool, rng: random.Random) -> str:
+    """The name the pilot's daemons use (``NETWORK_HOSTNAME``), as upstream forms it:
+    ``<resource>[.<10 hex>].<host>``; slots appear as ``slot1@<name>``."""
+    parts = [sanitize_name(resource_name)]
+    if randomize:
+        parts.append(f"{rng.getrandbits(40):010x}")
+    parts.append(sanitize_name(hostname))
+    return ".".join(parts)
+
+
+def pilot_uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))

@@ -1,0 +1,275 @@
+"""The pilot's variables, in one table (SPEC 4.1): name, parser, default, unit and meaning.
+
+Read by the pilot (:mod:`ospool_ep.inputs.settings` turns the container's
+environment into ``Settings`` with it) and by the host launcher
+(:mod:`ospool_ep.host.keys` derives the config file's pilot keys from it),
+so every variable is written down once. A variable's parser is the light one
+of :mod:`ospool_ep.inputs.values`; where a value needs HTCondor's ClassAd library too,
+the pilot adds that check (``settings``), the launcher leaves it to the pilot.
+
+Standard library only and Python 3.9 compatible (the launcher imports it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ospool_ep.inputs import values as v
+from ospool_ep.inputs.pools import POOL_NAMES
+
+TEN_YEARS_H = 10 * 365 * 24
+"""Upper bound of every duration: larger values are typos, and overflow date arithmetic."""
+
+CVMFS_MODES = ("auto", "bind", "cvmfsexec", "none")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    field: str
+    """The ``Settings`` field that holds the parsed value."""
+    parse: Callable[[str], Any]
+    """Raises values.Invalid for a bad value."""
+    meaning: str
+    """A few words: what to set it to ("set GLIDEIN_Site to your <meaning>")."""
+    default: Any = None
+    """The value when unset; None: nothing (the feature is off, or detected)."""
+    unit: str = ""
+    required: bool = False
+    secret: bool = False
+    """The value is a credential: never shown, never passed on a command line."""
+    credentials: bool = False
+    """The value may embed a credential (URL paths, proxy passwords): shown
+    redacted (``display``), and the launcher passes it by name, not on its argv."""
+    shell_syntax: bool = False
+    """``;``, ``|``, ``&&``, ``<`` belong to the value's own syntax (cvmfs proxy
+    lists, ClassAd expressions), so the launcher's file may hold them unquoted."""
+    display: Callable[[Any], str] = str
+    """How a valid value is shown in ``ospool-ep check``'s PASS line."""
+
+
+def _int(low: int, high: int | None = None, unit: str = "") -> Callable[[str], int]:
+    return lambda raw: v.parse_int(raw, minimum=low, maximum=high, unit=unit)
+
+
+def _optional_url(url: str | None) -> str:
+    return v.redact_url(url) if url else ""
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("GLIDEIN_Site", "site", v.parse_ad_string, "OSG Topology site name", required=True),
+    Variable(
+        "GLIDEIN_ResourceName",
+        "resource_name",
+        v.parse_ad_string,
+        "OSG Topology resource",
+        required=True,
+    ),
+    Variable(
+        "GLIDEIN_Start_Extra",
+        "start_extra",
+        v.parse_expression_text,
+        "extra START clause",
+        default="True",
+        shell_syntax=True,
+    ),
+    Variable("OSG_PROJECT_NAME", "project_name", v.parse_project_name, "only this project"),
+    Variable("OSG_SQUID_LOCATION", "squid_url", v.parse_proxy_url, "HTTP proxy for jobs"),
+    Variable(
+        "POOL",
+        "pool",
+        lambda raw: v.parse_pool(raw, known=POOL_NAMES),
+        "pool name or host",
+        default="ospool",
+    ),
+    Variable("CONDOR_HOST", "condor_host", v.parse_collector_list, "central manager override"),
+    Variable("ITB", "itb", v.parse_bool, "join the ITB pool", default=False),
+    Variable(
+        "ACCEPT_JOBS_FOR_HOURS",
+        "accept_jobs_for_hours",
+        _int(1, TEN_YEARS_H, "hours"),
+        "hours",
+        default=336,
+        unit="hours",
+    ),
+    Variable(
+        "RETIREMENT_HOURS",
+        "retirement_hours",
+        _int(1, TEN_YEARS_H, "hours"),
+        "hours",
+        default=24,
+        unit="hours",
+    ),
+    Variable(
+        "ACCEPT_IDLE_MINUTES",
+        "accept_idle_minutes",
+        _int(0, TEN_YEARS_H * 60, "minutes"),
+        "0 = never",
+        default=30,
+        unit="minutes",
+    ),
+    Variable("NUM_CPUS", "num_cpus", _int(1, 100_000, "CPUs"), "CPUs offered", unit="CPUs"),
+    Variable("MEMORY", "memory_mb", _int(1, 2**40, "MB"), "MB offered", unit="MB"),
+    Variable(
+        "CVMFSEXEC_REPOS",
+        "cvmfsexec_repos",
+        v.parse_repos,
+        "repos cvmfsexec mounts",
+        default=(),
+        display=" ".join,
+    ),
+    Variable(
+        "CVMFS_HTTP_PROXY",
+        "cvmfs_http_proxy",
+        v.parse_cvmfs_proxy,
+        "cvmfs proxies",
+        credentials=True,
+        shell_syntax=True,
+        display=v.redact_credentials,
+    ),
+    Variable(
+        "CVMFS_QUOTA_LIMIT", "cvmfs_quota_limit_mb", v.parse_cvmfs_quota, "cache MB", unit="MB"
+    ),
+    Variable("CVMFSEXEC_DEBUG", "cvmfsexec_debug", v.parse_bool, "cvmfs debug log", default=False),
+    Variable(
+        "CVMFS_MODE",
+        "cvmfs_mode",
+        lambda raw: v.parse_choice(raw, CVMFS_MODES, "a CVMFS mode"),
+        "auto, bind, cvmfsexec or none",
+        default="auto",
+    ),
+    Variable(
+        "CVMFS_CHECK_SECONDS",
+        "cvmfs_check_seconds",
+        _int(1, 24 * 3600, "seconds"),
+        "repo re-check period",
+        default=240,
+        unit="seconds",
+    ),
+    Variable("TOKEN", "token_text", str.strip, "token text", secret=True),
+    Variable(
+        "GLIDEIN_RANDOMIZE_NAME",
+        "randomize_name",
+        v.parse_bool,
+        "random name suffix",
+        default=False,
+    ),
+    Variable(
+        "SINGULARITY_DISABLE_PID_NAMESPACES",
+        "singularity_disable_pid_namespaces",
+        v.parse_bool,
+        "apptainer --pid off",
+        default=False,
+    ),
+    Variable(
+        "SINGULARITY_BIND_EXTRA",
+        "singularity_bind_extra",
+        v.parse_bind_list,
+        "extra binds",
+        default=(),
+        display=",".join,
+    ),
+    Variable(
+        "EXTRA_JOB_ENV",
+        "extra_job_env",
+        v.parse_job_env,
+        "job environment",
+        default=(),
+        display=lambda pairs: " ".join(name for name, _ in pairs),
+    ),
+    Variable(
+        "APPTAINER_REGISTRY_MIRROR",
+        "apptainer_registry_mirror",
+        v.parse_registry_mirror,
+        "registry mirror",
+    ),
+    Variable(
+        "SHUTDOWN_GRACE_SECONDS",
+        "shutdown_grace_seconds",
+        _int(1, TEN_YEARS_H * 3600, "seconds"),
+        "stop grace",
+        default=25,
+        unit="seconds",
+    ),
+    Variable(
+        "PILOT_WALLTIME",
+        "pilot_walltime_seconds",
+        v.parse_walltime,
+        "pilot lifetime",
+        unit="seconds",
+    ),
+    Variable(
+        "MEMORY_OVERHEAD_MB",
+        "memory_overhead_mb",
+        _int(0, 2**40, "MB"),
+        "daemon memory",
+        default=100,
+        unit="MB",
+    ),
+    Variable(
+        "MIN_DISK_GB",
+        "min_disk_gb",
+        lambda raw: v.parse_number(raw, minimum=0, unit="GB"),
+        "free /pilot",
+        default=5.0,
+        unit="GB",
+    ),
+    Variable(
+        "LOG_FORMAT",
+        "log_format",
+        lambda raw: v.parse_choice(raw, LOG_FORMATS, "a log format"),
+        "text or json",
+        default="text",
+    ),
+    Variable("METRICS_PORT", "metrics_port", _int(1, 65535), "Prometheus port"),
+    Variable(
+        "NOTIFY_START_URL",
+        "notify_start_url",
+        v.parse_http_url,
+        "start webhook",
+        credentials=True,
+        display=_optional_url,
+    ),
+    Variable(
+        "NOTIFY_STOP_URL",
+        "notify_stop_url",
+        v.parse_http_url,
+        "stop webhook",
+        credentials=True,
+        display=_optional_url,
+    ),
+    Variable("TOPOLOGY_CHECK", "topology_check", v.parse_bool, "check OSG Topology", default=False),
+    Variable(
+        "PILOT_DIR",
+        "pilot_dir",
+        v.parse_abs_path,
+        "scratch root",
+        default=PurePosixPath("/pilot"),
+    ),
+    Variable(
+        "TOKEN_DIR",
+        "token_dir",
+        v.parse_abs_path,
+        "token files",
+        default=PurePosixPath("/etc/condor/tokens-orig.d"),
+    ),
+    Variable(
+        "EXTRA_ATTRIBUTES_FILE",
+        "extra_attributes_file",
+        v.parse_abs_path,
+        "extra attributes",
+        default=PurePosixPath("/etc/osg/extra-attributes.cfg"),
+    ),
+)
+
+BY_NAME: Mapping[str, Variable] = {variable.name: variable for variable in VARIABLES}
+NAMES = frozenset(BY_NAME)
+
+
+def default(name: str) -> Any:
+    """The default of variable ``name`` (for ``Settings``' field defaults)."""
+    return BY_NAME[name].default

@@ -1,0 +1,1 @@
+"""The in-container runtime: plan, render, prepare, hand-off, supervise, services."""

@@ -1,0 +1,247 @@
+"""Plan: the start-up pipeline up to a renderable plan, shared by ``check``, ``render`` and ``run``.
+
+inputs -> validated settings -> tokens and attributes -> detected resources ->
+lifetime and START -> :class:`PilotPlan`. Each stage appends findings; the
+pipeline goes as far as it can so one run reports every problem.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import random
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ospool_ep.cvmfs import cvmfsexec
+from ospool_ep.cvmfs import plan as cvmfs
+from ospool_ep.detect import apptainer, gpus
+from ospool_ep.detect.limits import detect_limits
+from ospool_ep.detect.offer import decide_offer
+from ospool_ep.findings import Findings, Kind
+from ospool_ep.inputs import attributes, policy
+from ospool_ep.inputs import tokens as tokens_mod
+from ospool_ep.inputs.pools import resolve_pool
+from ospool_ep.inputs.settings import Settings, input_files, load_settings
+from ospool_ep.pilot import workdir as pilotdir
+from ospool_ep.pilot.render import PilotPlan
+
+HTCONDOR_DAEMONS = ("condor_master", "condor_startd")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Host:
+    """Facts about where the pilot runs, gathered at the edge so the pipeline is testable."""
+
+    environ: Mapping[str, str]
+    now: float
+    rng: random.Random
+    hostname: str
+    user: str
+    root: Path = Path("/")
+    """Where /sys and /proc are read from (a fixture tree in tests)."""
+    cvmfs_root: Path = Path("/cvmfs")
+    cvmfsexec_distribution: Path = cvmfsexec.DISTRIBUTION
+    fuse_device: Path = Path("/dev/fuse")
+    opencl_vendors: Path = gpus.OPENCL_VENDORS
+    gpu_discovery: Path = gpus.DISCOVERY
+
+    @classmethod
+    def current(cls) -> Host:
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # an arbitrary --user uid without a passwd entry
+            user = str(os.getuid())
+        return cls(
+            environ=dict(os.environ),
+            now=time.time(),
+            rng=random.Random(),  # noqa: S311 - spreading load, not security
+            hostname=socket.gethostname(),
+            user=user,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    findings: Findings
+    settings: Settings | None = None
+    tokens: tuple[tokens_mod.Token, ...] = ()
+    plan: PilotPlan | None = None
+
+
+def check_htcondor_installed(findings: Findings) -> None:
+    missing = [name for name in HTCONDOR_DAEMONS if not find_daemon(name)]
+    if missing:
+        findings.fail(
+            "HTCondor",
+            f"daemons not installed on this host: {', '.join(missing)}",
+            "run the pilot from the ospool-ep image, or install HTCondor (condor package)",
+            kind=Kind.ENVIRONMENT,
+        )
+    else:
+        findings.passed("HTCondor", "condor_master and condor_startd found", kind=Kind.ENVIRONMENT)
+
+
+def find_daemon(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
+    """Run every validation and detection; a plan only when nothing FAILed in config."""
+    findings = Findings()
+    settings = load_settings(host.environ, findings=findings)
+    # Token and attribute files are checked even when settings are bad, so one
+    # run reports every problem.
+    token_dir, attributes_file, token_text = input_files(host.environ)
+    found_tokens = tokens_mod.load_tokens(
+        token_dir=Path(token_dir), token_env=token_text, now=host.now, findings=findings
+    )
+    extra = attributes.load_extra_attributes_file(Path(attributes_file), findings=findings)
+    if settings is None:
+        # Resources and lifetime depend on valid settings; they would only add noise.
+        return Outcome(findings=findings, tokens=tuple(found_tokens))
+    limits = detect_limits(root=host.root, environ=host.environ)
+    offer = decide_offer(
+        limits=limits,
+        num_cpus=settings.num_cpus,
+        memory_mb=settings.memory_mb,
+        overhead_mb=settings.memory_overhead_mb,
+        findings=findings,
+    )
+    if check_disk:
+        pilotdir.check_disk(
+            path=Path(settings.pilot_dir), min_gb=settings.min_disk_gb, findings=findings
+        )
+
+    lifetime = policy.plan_lifetime(
+        start=host.now,
+        accept_jobs_for_hours=settings.accept_jobs_for_hours,
+        retirement_hours=settings.retirement_hours,
+        walltime_seconds=settings.pilot_walltime_seconds,
+        job_end_time=limits.slurm_end_time,
+        token_expiry=tokens_mod.earliest_expiry(found_tokens),
+        grace_seconds=settings.shutdown_grace_seconds,
+        rng=host.rng,
+    )
+    if lifetime.capped_by:
+        findings.warn(
+            "lifetime",
+            f"shortened by {', '.join(lifetime.capped_by)}: accepting jobs for "
+            f"{(lifetime.to_retire - lifetime.start) / 3600:.1f} h, gone after "
+            f"{(lifetime.to_die - lifetime.start) / 3600:.1f} h",
+        )
+    else:
+        findings.passed(
+            "lifetime",
+            f"accepting jobs for {(lifetime.to_retire - lifetime.start) / 3600:.1f} h, "
+            f"then {settings.retirement_hours} h for running jobs",
+        )
+
+    facilities = plan_facilities(host, settings, findings)
+
+    if findings.exit_code() == 78 or not found_tokens:
+        return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens))
+
+    pool = resolve_pool(
+        pool=settings.pool, itb=settings.itb, condor_host=settings.condor_host, rng=host.rng
+    )
+    findings.passed("pool", f"{pool.name}: collectors {pool.collector_host}")
+    pool_itb = pool.itb if pool.name in ("prod-ospool", "itb-ospool") else None
+    name = policy.pilot_name(
+        resource_name=settings.resource_name,
+        hostname=host.hostname,
+        randomize=settings.randomize_name,
+        rng=host.rng,
+    )
+    uuid = policy.pilot_uuid(host.rng)
+    local_dir = PurePosixPath(settings.pilot_dir) / f"ospool-ep-{uuid}"
+    plan = PilotPlan(
+        settings=settings,
+        offer=offer,
+        lifetime=lifetime,
+        pool=pool,
+        start=policy.start_expression(
+            start_extra=settings.start_extra,
+            project_name=settings.project_name,
+            pool_itb=pool_itb,
+        ),
+        name=name,
+        uuid=uuid,
+        local_dir=local_dir,
+        token_dir=local_dir / "tokens.d",
+        user=host.user,
+        extra_attributes=tuple(extra),
+        cvmfs=facilities.cvmfs,
+        node_validated=facilities.cvmfs.node_validated,
+        gpus=facilities.gpus,
+        apptainer=facilities.apptainer,
+    )
+    return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens), plan=plan)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Facilities:
+    cvmfs: cvmfs.CvmfsPlan
+    gpus: gpus.GpuReport
+    apptainer: apptainer.ApptainerTest
+
+
+def plan_facilities(host: Host, settings: Settings, findings: Findings) -> Facilities:
+    """CVMFS, GPUs and Apptainer (SPEC 8, 9): what the host offers jobs beyond CPUs and memory."""
+    cvmfs_plan = cvmfs.plan_cvmfs(
+        settings,
+        root=host.cvmfs_root,
+        distribution=host.cvmfsexec_distribution,
+        fuse_device=host.fuse_device,
+        python=sys.executable,
+        findings=findings,
+    )
+    gpu_report = gpus.detect(
+        tool=host.gpu_discovery,
+        extra=host.environ.get("_CONDOR_GPU_DISCOVERY_EXTRA"),
+        opencl=host.opencl_vendors,
+    )
+    gpus.report(gpu_report, findings)
+    if cvmfs_plan.mode == "cvmfsexec":
+        # Only visible inside cvmfsexec's namespace: tested there at start (run).
+        tested = apptainer.ApptainerTest(detail="tested inside cvmfsexec at start")
+        findings.passed("Apptainer", "tested inside cvmfsexec when the pilot starts")
+    else:
+        tested = test_apptainer(host, settings, cvmfs_plan)
+        report_apptainer(tested, findings)
+    return Facilities(cvmfs=cvmfs_plan, gpus=gpu_report, apptainer=tested)
+
+
+def apptainer_candidates(host: Host, cvmfs_plan: cvmfs.CvmfsPlan) -> list[str]:
+    """The image's apptainer, then CVMFS's when the oasis repo is healthy (never touch a
+    path in a repo that may hang)."""
+    healthy = cvmfs_plan.healthy_repos()
+    usable_cvmfs = cvmfs_plan.mode == "cvmfsexec" or healthy.get("oasis.opensciencegrid.org")
+    return apptainer.candidates(
+        cvmfs_root=str(host.cvmfs_root) if usable_cvmfs else None,
+        search_path=host.environ.get("PATH", os.defpath),
+    )
+
+
+def test_apptainer(
+    host: Host, settings: Settings, cvmfs_plan: cvmfs.CvmfsPlan
+) -> apptainer.ApptainerTest:
+    return apptainer.find_working(
+        apptainer_candidates(host, cvmfs_plan),
+        pid_namespace=not settings.singularity_disable_pid_namespaces,
+    )
+
+
+def report_apptainer(tested: apptainer.ApptainerTest, findings: Findings) -> None:
+    if tested.works:
+        findings.passed("Apptainer", f"{tested.detail} ({tested.version}): HAS_SINGULARITY")
+    else:
+        findings.passed(
+            "Apptainer",
+            f"none works ({tested.detail}): HAS_SINGULARITY = False, container jobs will not match",
+        )

@@ -1,0 +1,345 @@
+"""The RPM (SPEC 11): built by ``rpm/build-rpm.sh`` (``make rpm``), inspected, linted, and run.
+
+The host side needs only the distribution's python3 (EL9: 3.9): the launcher
+modules import nothing outside the standard library, ``vermin`` finds no
+construct newer than 3.9 in them, and the packaged ``/usr/bin/ospool-ep``
+runs under a real Python 3.9 when this machine has one. Which modules those
+are is computed from ``rpm/ospool-ep``'s imports (``scripts/import_closure.py``,
+:mod:`host_closure`), by the build script and by these tests alike.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from host_closure import (
+    ENTRYPOINT,
+    LAUNCHER,
+    TOOL,
+    copy_modules,
+    import_closure,
+    launcher_files,
+    module_name,
+)
+from paths import REPO
+from units import python39
+from venv_tools import venv_tool
+
+from ospool_ep import __version__
+
+SPEC = REPO / "rpm" / "ospool-ep.spec"
+PACKAGE = f"ospool-ep-{__version__}-1.noarch.rpm"
+SHARE = "/usr/share/ospool-ep"
+
+
+def _can_build() -> str | None:
+    """Tests never install packages: `make rpm` does (rpm, rpmlint from apt or dnf)."""
+    missing = [
+        tool for tool in ("rpmbuild", "rpmlint", "rpm2cpio", "cpio") if not shutil.which(tool)
+    ]
+    return f"{', '.join(missing)} missing: run `make rpm` once" if missing else None
+
+
+def _build(repo: Path, dist: Path) -> subprocess.CompletedProcess[str]:
+    """``repo``'s ``rpm/build-rpm.sh``, with only the system's directories on PATH."""
+    result = subprocess.run(
+        [str(repo / "rpm" / "build-rpm.sh")],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(dist), "DIST": str(dist)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    print(result.stdout + result.stderr)
+    return result
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(the package, build-rpm.sh's output including rpmlint's report)."""
+    reason = _can_build()
+    if reason:
+        pytest.skip(reason)
+    dist = tmp_path_factory.mktemp("dist")
+    result = _build(REPO, dist)
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield dist / PACKAGE, result.stdout + result.stderr
+
+
+def rpm_query(package: Path, *args: str) -> str:
+    return subprocess.run(
+        ["rpm", "-qp", *args, str(package)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def extracted(built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rpmroot")
+    archive = subprocess.run(
+        ["rpm2cpio", str(built[0])], capture_output=True, timeout=60, check=True
+    ).stdout
+    subprocess.run(["cpio", "-idm", "--quiet"], input=archive, cwd=root, check=True, timeout=60)
+    return root
+
+
+def test_make_rpm_builds_the_noarch_package(built: tuple[Path, str]) -> None:
+    package, _ = built
+    assert package.is_file()
+    assert rpm_query(package, "--qf", "%{NAME} %{VERSION} %{RELEASE} %{ARCH}") == (
+        f"ospool-ep {__version__} 1 noarch"
+    )
+
+
+def _packaged(files: tuple[Path, ...]) -> set[str]:
+    """Where the spec installs ``files`` (modules under ``entrypoint/``), with the
+    directories of their packages, as ``rpm -ql`` lists them."""
+    installed = {Path(SHARE) / file.relative_to(ENTRYPOINT) for file in files}
+    directories = {d for file in installed for d in file.parents if d.is_relative_to(SHARE)}
+    return {str(path) for path in installed | directories}
+
+
+def test_the_file_list(built: tuple[Path, str]) -> None:
+    """The launcher's modules are exactly its import closure: nothing more, nothing less."""
+    files = set(rpm_query(built[0], "-l").split())
+    assert files == {
+        "/etc/osg",
+        "/etc/osg/ospool-ep.cfg",
+        "/etc/osg/ospool-ep.d",
+        "/usr/bin/ospool-ep",
+        "/usr/lib/systemd/system/ospool-ep.service",
+        "/usr/lib/systemd/system/ospool-ep@.service",
+        f"/usr/share/doc/ospool-ep-{__version__}",
+        f"/usr/share/doc/ospool-ep-{__version__}/README.md",
+        *_packaged(launcher_files()),
+    }
+    modes = {line.split()[-1]: line.split()[0] for line in rpm_query(built[0], "-lv").splitlines()}
+    assert modes["/usr/bin/ospool-ep"] == "-rwxr-xr-x"
+    assert modes["/etc/osg/ospool-ep.cfg"] == "-rw-r--r--"
+
+
+def _repo_copy(root: Path, launcher_import: str) -> Path:
+    """What ``make rpm`` reads, copied to ``root``, with ``launcher_import`` added to
+    ``rpm/ospool-ep`` before its first import of the package."""
+    for name in ("README.md", "rpm", "systemd", "scripts/import_closure.py"):
+        source, target = REPO / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+    copy_modules(launcher_files(), root / "entrypoint")
+    script = root / "rpm" / "ospool-ep"
+    lines = script.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if re.match(r"(from|import) ospool_ep\b", line))
+    lines.insert(first, f"{launcher_import}  # noqa: E402\n")
+    script.write_text("".join(lines))
+    return root
+
+
+def test_a_sub_package_the_launcher_imports_ships_in_its_directories(tmp_path: Path) -> None:
+    """A module in a sub-package ships at its place with every ``__init__.py`` above
+    it, relative imports followed; a module nothing imports stays out. (The spec's
+    %check runs the launcher, so a module left out would fail the build.)"""
+    reason = _can_build()
+    if reason:
+        pytest.skip(reason)
+    repo = _repo_copy(tmp_path / "repo", "import ospool_ep.host.deep")
+    host = repo / "entrypoint" / "ospool_ep" / "host"
+    (host / "deep").mkdir(parents=True)
+    (host / "__init__.py").write_text('"""The launcher\'s modules."""\n')
+    (host / "deep" / "__init__.py").write_text("from . import leaf\n")
+    (host / "deep" / "leaf.py").write_text("from ...exitcodes import ExitCode\n")
+    (host / "unused.py").write_text("import jinja2\n")
+    result = _build(repo, tmp_path / "dist")
+    assert result.returncode == 0, result.stdout + result.stderr
+    package = tmp_path / "dist" / PACKAGE
+    modes = {line.split()[-1]: line.split()[0] for line in rpm_query(package, "-lv").splitlines()}
+    share = f"{SHARE}/ospool_ep/host"
+    assert modes[share] == modes[f"{share}/deep"] == "drwxr-xr-x"
+    for module in ("__init__.py", "deep/__init__.py", "deep/leaf.py"):
+        assert modes[f"{share}/{module}"] == "-rw-r--r--", module
+    assert f"{share}/unused.py" not in modes
+    assert f"{SHARE}/ospool_ep/exitcodes.py" in modes
+    assert re.search(r" 0 errors, \d+ warnings", result.stdout + result.stderr)
+
+
+def test_make_rpm_refuses_a_launcher_that_imports_a_third_party_module(tmp_path: Path) -> None:
+    """The host has no jinja2: the build stops, naming the file and line, before rpmbuild."""
+    reason = _can_build()
+    if reason:
+        pytest.skip(reason)  # build-rpm.sh would install them
+    repo = _repo_copy(tmp_path / "repo", "import jinja2")
+    result = _build(repo, tmp_path / "dist")
+    assert result.returncode == 1
+    assert re.search(r"rpm/ospool-ep:\d+: imports jinja2, which is neither", result.stderr)
+    assert "the launcher must import only the standard library" in result.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_the_config_file_is_noreplace(built: tuple[Path, str]) -> None:
+    """%config(noreplace): an upgrade never overwrites the site's edits."""
+    flags = rpm_query(built[0], "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]")
+    (line,) = [entry for entry in flags.splitlines() if entry.endswith("/etc/osg/ospool-ep.cfg")]
+    assert line.split()[0] == "cn"  # config, noreplace
+
+
+def test_the_scriptlets(built: tuple[Path, str]) -> None:
+    """Install: preset (enabled only where the site's presets say so); erase:
+    disable and stop, the template's instances too; upgrade: reload only,
+    never restart running pilots (that would evict their jobs)."""
+    scripts = rpm_query(built[0], "--scripts")
+    print(scripts)
+    post, preun, postun = (
+        re.search(rf"{name} scriptlet.*?:\n(.*?)(?=\n\w+ scriptlet|\Z)", scripts, re.S)
+        for name in ("postinstall", "preuninstall", "postuninstall")
+    )
+    assert post and preun and postun, scripts
+    assert re.search(r"\$1 -eq 1.*preset ospool-ep\.service|install-system-units", post[1])
+    assert "disable --now ospool-ep.service" in preun[1] or "remove-system-units" in preun[1]
+    assert "stop 'ospool-ep@*.service'" in preun[1]
+    assert "restart" not in postun[1]
+
+
+def test_the_requirements(built: tuple[Path, str]) -> None:
+    requires = rpm_query(built[0], "--requires").splitlines()
+    assert "python3" in requires
+    assert "(podman or /usr/bin/docker)" in requires
+    assert "/usr/bin/python3" in requires  # the entry script's interpreter
+
+
+def test_rpmlint_reports_no_errors(built: tuple[Path, str]) -> None:
+    _, output = built
+    summary = re.search(r"(\d+) errors, (\d+) warnings", output)
+    assert summary, output
+    assert summary[1] == "0", output
+
+
+def test_the_packaged_launcher_prints_the_command(extracted: Path, tmp_path: Path) -> None:
+    """/usr/bin/ospool-ep from the package, with the shipped config filled in."""
+    interpreter = python39() or sys.executable
+    cfg = tmp_path / "ospool-ep.cfg"
+    text = (extracted / "etc/osg/ospool-ep.cfg").read_text()
+    token = tmp_path / "token"
+    token.write_text("a.b.c\n")
+    token.chmod(0o644)
+    cfg.write_text(
+        text.replace("\nGLIDEIN_Site=\n", "\nGLIDEIN_Site=S\n")
+        .replace("\nGLIDEIN_ResourceName=\n", "\nGLIDEIN_ResourceName=R\n")
+        .replace("\nTOKEN_LOCATION=/etc/osg/ospool-ep.tkn\n", f"\nTOKEN_LOCATION={token}\n")
+    )
+    run = subprocess.run(
+        [
+            interpreter,
+            str(extracted / "usr/bin/ospool-ep"),
+            "launch",
+            "--config",
+            str(cfg),
+            "--engine",
+            "podman",
+            "--print",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    if shutil.which("podman", path="/usr/bin:/bin") is None:
+        assert run.returncode == 69
+        return
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("podman run --rm --name ospool-ep ")
+    version = subprocess.run(
+        [interpreter, str(extracted / "usr/bin/ospool-ep"), "version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert version.stdout.startswith(f"ospool-ep {__version__} (host launcher)")
+    if python39():
+        assert "Python 3.9" in version.stdout
+    unknown = subprocess.run(
+        [interpreter, str(extracted / "usr/bin/ospool-ep"), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert (
+        "commands of the container image"
+        in subprocess.run(
+            [interpreter, str(extracted / "usr/bin/ospool-ep"), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+
+
+# ---------------------------------------------------------------------------
+# Standard library only, Python 3.9 (no package build needed)
+
+
+def _host_files() -> list[Path]:
+    return [*launcher_files(), LAUNCHER]
+
+
+def test_the_launcher_imports_only_the_standard_library() -> None:
+    """No jinja2, htcondor, classad2, requests: the RPM host has none of them.
+    ``rpm/ospool-ep`` and every ``ospool_ep`` module it reaches, at any depth."""
+    done = import_closure(LAUNCHER)
+    assert done.returncode == 0, done.stderr
+    assert "entrypoint/ospool_ep/host/launch.py" in done.stdout.splitlines()
+    assert "entrypoint/ospool_ep/__init__.py" in done.stdout.splitlines()
+
+
+def test_the_spec_version_fallback_is_the_package_version() -> None:
+    match = re.search(r"%global ospool_version (\S+)\}", SPEC.read_text())
+    assert match and match[1] == __version__
+
+
+def test_vermin_finds_nothing_newer_than_python_3_9() -> None:
+    """vermin (pip install vermin) reads the files the RPM ships, and the tool
+    that lists them (``make rpm`` runs it with EL9's python3); the real
+    Python 3.9 runs, where present, are in test_launch_units and above."""
+    vermin = venv_tool("vermin")
+    result = subprocess.run(
+        [vermin, "--target=3.9-", "--no-tips", "--violations", *map(str, _host_files()), str(TOOL)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_host_modules_compile_and_import_under_python_3_9(tmp_path: Path) -> None:
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no python3.9 on this machine")
+    copy_modules(launcher_files(), tmp_path)
+    imports = "; ".join(f"import {module_name(file)}" for file in launcher_files())
+    result = subprocess.run(
+        [
+            interpreter,
+            "-I",
+            "-W",
+            "error",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r}); {imports}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

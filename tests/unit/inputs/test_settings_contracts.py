@@ -1,0 +1,225 @@
+"""The lines ``ospool-ep check`` prints about the environment, pinned by value (SPEC 4.1, 5.2).
+
+A site reads these lines: the variable named, what is wrong, the fix. Each
+distinct one is pinned once with ``Finding.as_line()``; the rules that combine
+variables at their boundaries (walltime against the grace period, the grace
+period against the eviction margin); and :func:`input_files`, which finds the
+token and attribute inputs even when other settings are bad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+
+import pytest
+
+from ospool_ep.findings import Findings, Status
+from ospool_ep.inputs import values as ev
+from ospool_ep.inputs import variables
+from ospool_ep.inputs.settings import Settings, input_files, load_settings
+
+MINIMAL = {"GLIDEIN_Site": "Example Site", "GLIDEIN_ResourceName": "Example_CE"}
+OVERRIDE_FIX = "remove it unless you mean to change the pilot's behaviour"
+
+
+def lines(environ: Mapping[str, str | None]) -> tuple[Settings | None, list[str]]:
+    """``load_settings`` on MINIMAL plus ``environ`` (None drops a variable): the result and
+    every line that is not a plain PASS of one variable."""
+    merged = {**MINIMAL, **environ}
+    findings = Findings()
+    result = load_settings({k: v for k, v in merged.items() if v is not None}, findings=findings)
+    shown = [f.as_line() for f in findings if f.status is not Status.PASS or f.subject[0] == "_"]
+    return result, shown
+
+
+# (id, environment on top of MINIMAL, whether Settings come back, the lines printed)
+REPORTS: list[tuple[str, dict[str, str | None], bool, list[str]]] = [
+    (
+        "required-missing",
+        {"GLIDEIN_Site": None},
+        False,
+        [
+            "FAIL  GLIDEIN_Site: is not set -- set GLIDEIN_Site to your OSG Topology site name "
+            "(-e GLIDEIN_Site=...)"
+        ],
+    ),
+    (
+        "required-blank",
+        {"GLIDEIN_ResourceName": " "},
+        False,
+        [
+            "FAIL  GLIDEIN_ResourceName: is not set -- set GLIDEIN_ResourceName to your "
+            "OSG Topology resource (-e GLIDEIN_ResourceName=...)"
+        ],
+    ),
+    (
+        "parser-message-and-fix",
+        {"NUM_CPUS": "0"},
+        False,
+        ["FAIL  NUM_CPUS: 0 is out of range -- use an integer between 1 and 100000 CPUs"],
+    ),
+    (
+        "log-format",
+        {"LOG_FORMAT": "xml"},
+        False,
+        ["FAIL  LOG_FORMAT: 'xml' is not a log format -- use text or json"],
+    ),
+    (
+        "cvmfs-mode",
+        {"CVMFS_MODE": "fuse"},
+        False,
+        ["FAIL  CVMFS_MODE: 'fuse' is not a CVMFS mode -- use auto, bind, cvmfsexec or none"],
+    ),
+    (
+        "itb-with-production",
+        {"ITB": "yes", "POOL": "PROD-OSPOOL"},
+        False,
+        [
+            "FAIL  ITB: ITB=true conflicts with POOL=prod-ospool -- use POOL=itb-ospool "
+            "(or POOL=ospool with ITB=true), or unset ITB"
+        ],
+    ),
+    (
+        "condor-host-and-pool",
+        {"CONDOR_HOST": "cm.example.org", "POOL": "itb-ospool"},
+        True,
+        [
+            "WARN  CONDOR_HOST: overrides the central managers of POOL=itb-ospool -- "
+            "unset one of them to make the intent clear"
+        ],
+    ),
+    (
+        "project-in-start",
+        {"GLIDEIN_Start_Extra": 'TARGET.ProjectName == "X"'},
+        True,
+        [
+            "WARN  GLIDEIN_Start_Extra: restricts ProjectName -- use OSG_PROJECT_NAME for "
+            "project restrictions; it is checked for you"
+        ],
+    ),
+    (
+        "grace-at-the-margin",
+        {"SHUTDOWN_GRACE_SECONDS": "5"},
+        True,
+        [
+            "WARN  SHUTDOWN_GRACE_SECONDS: 5 s leaves running jobs no time to finish on stop "
+            "(5 s are kept for eviction) -- raise it, and the orchestrator's stop timeout "
+            "with it (docker run --stop-timeout)"
+        ],
+    ),
+    (
+        "walltime-equal-to-grace",
+        {"PILOT_WALLTIME": "25"},
+        False,
+        [
+            "FAIL  PILOT_WALLTIME: 25 s is not longer than SHUTDOWN_GRACE_SECONDS=25: "
+            "the pilot would have to stop before it starts -- give the pilot a longer "
+            "walltime, or a shorter grace period"
+        ],
+    ),
+    ("walltime-one-second-longer", {"PILOT_WALLTIME": "26"}, True, []),
+    (
+        "cvmfs-tuned-without-cvmfsexec",
+        {"CVMFS_QUOTA_LIMIT": "100", "CVMFS_HTTP_PROXY": "DIRECT"},
+        True,
+        [
+            "WARN  CVMFS_HTTP_PROXY: cvmfs settings are given but CVMFSEXEC_REPOS is empty, "
+            "so cvmfsexec is not used -- set CVMFSEXEC_REPOS, or drop the cvmfs settings"
+        ],
+    ),
+    (
+        "cvmfs-tuned-with-cvmfs-mode",
+        {"CVMFS_QUOTA_LIMIT": "100", "CVMFS_MODE": "cvmfsexec"},
+        True,
+        [],
+    ),
+    (
+        "condor-overrides",
+        {"_CONDOR_START": "True", "_condor_sec_foo": "x", "_CONDOR_FOO": "1"},
+        True,
+        [
+            f"WARN  _CONDOR_START: overrides START, which the pilot configures itself -- "
+            f"{OVERRIDE_FIX}",
+            f"WARN  _condor_sec_foo: overrides SEC_FOO, which the pilot configures itself -- "
+            f"{OVERRIDE_FIX}",
+            "PASS  _CONDOR_*: 3 HTCondor overrides passed through",
+        ],
+    ),
+    (
+        "misspellings",
+        {
+            "GLIDEIN_site": "x",
+            "OSG_PROJECTNAME": "x",
+            # Near, but not near enough, to a setting: a factory's own variables.
+            "GLIDEIN_CPUS": "4",
+            "GLIDEIN_Entry_Name": "e",
+            "CVMFS_FOO": "1",
+        },
+        True,
+        [
+            "WARN  GLIDEIN_site: is not a setting of the pilot; did you mean GLIDEIN_Site? "
+            "-- rename it",
+            "WARN  OSG_PROJECTNAME: is not a setting of the pilot; did you mean "
+            "OSG_PROJECT_NAME? -- rename it",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("environ", "accepted", "expected"), [r[1:] for r in REPORTS], ids=[r[0] for r in REPORTS]
+)
+def test_each_report_line_names_the_variable_the_problem_and_the_fix(
+    environ: dict[str, str | None], accepted: bool, expected: list[str]
+) -> None:
+    result, shown = lines(environ)
+    assert (result is not None, shown) == (accepted, expected)
+
+
+def test_the_integer_rule_of_a_variable_checks_both_bounds_and_names_the_unit() -> None:
+    """The rows of VARIABLES are built at import; this is the rule they are built with."""
+    rule = variables._int(1, 24, "hours")
+    assert rule(" 24 ") == 24
+    for bad in ("0", "25"):
+        with pytest.raises(ev.Invalid) as raised:
+            rule(bad)
+        assert (raised.value.message, raised.value.fix) == (
+            f"{bad} is out of range",
+            "use an integer between 1 and 24 hours",
+        )
+    with pytest.raises(ev.Invalid) as raised:
+        variables._int(1)("0")
+    assert raised.value.fix == "use an integer >= 1"
+
+
+def test_the_inputs_are_found_even_when_other_settings_are_bad() -> None:
+    environ = {
+        "NUM_CPUS": "zero",
+        "TOKEN_DIR": " /srv/tokens ",
+        "EXTRA_ATTRIBUTES_FILE": "/srv/extra.cfg",
+        "TOKEN": "  abc.def.ghi \n",
+    }
+    assert input_files(environ) == (
+        PurePosixPath("/srv/tokens"),
+        PurePosixPath("/srv/extra.cfg"),
+        "abc.def.ghi",
+    )
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"TOKEN_DIR": " ", "EXTRA_ATTRIBUTES_FILE": "", "TOKEN": "  "},
+        {"TOKEN_DIR": "tokens", "EXTRA_ATTRIBUTES_FILE": "/my extra.cfg"},
+    ],
+    ids=["unset", "blank", "invalid"],
+)
+def test_unset_or_invalid_input_paths_fall_back_to_the_defaults(environ: dict[str, str]) -> None:
+    """An invalid path gets its own FAIL from load_settings; here it is only not used."""
+    assert input_files(environ) == (
+        PurePosixPath("/etc/condor/tokens-orig.d"),
+        PurePosixPath("/etc/osg/extra-attributes.cfg"),
+        None,
+    )
