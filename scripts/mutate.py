@@ -141,7 +141,7 @@ TESTS = Path(__file__).resolve().parent / "tests"
 def pytest_sessionstart(session):
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None) or ""
-        if Path(origin).name.startswith("test_") and Path(origin).parent == TESTS:
+        if Path(origin).name.startswith("test_") and TESTS in Path(origin).parents:
             del sys.modules[name]
 """
 

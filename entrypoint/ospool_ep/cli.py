@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     drain.set_defaults(handler=cmd_drain)
 
     # The same options as the RPM's host-only entry point (launch.add_arguments;
-    # tests/test_launch_command.py keeps them equal), without importing it here.
+    # tests/unit/host/test_host_command.py keeps them equal), without importing it here.
     launch = commands.add_parser(
         "launch", help="host: start the pilot container from a config file"
     )

@@ -302,6 +302,26 @@ def test_the_launcher_imports_only_the_standard_library() -> None:
     assert "entrypoint/ospool_ep/__init__.py" in done.stdout.splitlines()
 
 
+def test_the_launcher_reaches_only_host_the_shared_inputs_and_the_report() -> None:
+    """The boundary the folders show (issue 10): the launcher is ``host/``, plus the
+    pilot's own value parsers, variable table and pool names (one rule per variable,
+    not a copy), findings and exit codes. Nothing of the container runtime."""
+    done = import_closure(LAUNCHER)
+    assert done.returncode == 0, done.stderr
+    package = "entrypoint/ospool_ep/"
+    reached = {line.removeprefix(package) for line in done.stdout.splitlines()}
+    outside_host = {path for path in reached if not path.startswith("host/")}
+    assert outside_host == {
+        "__init__.py",
+        "exitcodes.py",
+        "findings.py",
+        "inputs/__init__.py",
+        "inputs/pools.py",
+        "inputs/values.py",
+        "inputs/variables.py",
+    }
+
+
 def test_the_spec_version_fallback_is_the_package_version() -> None:
     match = re.search(r"%global ospool_version (\S+)\}", SPEC.read_text())
     assert match and match[1] == __version__

@@ -1,12 +1,12 @@
 """Helpers for the end-to-end tests: one real pool per module, product pilots in it.
 
-The pool is ``tests/pool.py``'s (a real central manager in a container, tokens
+The pool is ``tests/support/pool.py``'s (a real central manager in a container, tokens
 it mints, jobs submitted by a non-root user); a :class:`Pilot` is a container
 of the image under test running ``ospool-ep run`` on the pool's network.
 Everything here polls against deadlines (``pool.wait_until``); nothing sleeps
 a fixed time. Container state comes from the podman API (``reload``), which
 is cheap; commands inside containers are execs, each of which leaves podman
-processes behind for minutes (tests/pool/NOTES.md, gotcha 4), so helpers
+processes behind for minutes (tests/support/pool/NOTES.md, gotcha 4), so helpers
 prefer one exec that loops inside the container over many short ones.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pool  # tests/pool.py (tests/ is not a package)
+import pool  # tests/support/pool.py (tests/ is not a package)
 import pytest
 
 UNAVAILABLE = pool.unavailable_reason()

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pool  # tests/pool.py (tests/ is not a package)
+import pool  # tests/support/pool.py (tests/ is not a package)
 import pytest
 from jwt_factory import token  # tests/jwt_factory.py
 from paths import REPO

@@ -10,7 +10,7 @@ run by Python 3.9 where this machine has one, else by this interpreter.
 
 The config points the pilot at the pool: ``CONDOR_HOST=cm`` and, in
 CONTAINER_EXTRA_ARGS, the pool's network and an /etc/hosts entry for the CM
-(tests/pool/NOTES.md: reverse DNS through aardvark-dns stalls HTCondor).
+(tests/support/pool/NOTES.md: reverse DNS through aardvark-dns stalls HTCondor).
 ``CONTAINER_NOFILE_LIMIT=0``: these hosts refuse setrlimit inside containers
 (NOTES.md, podman gotcha 1), so no --ulimit here.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pool  # tests/pool.py (tests/ is not a package)
+import pool  # tests/support/pool.py (tests/ is not a package)
 import pytest
 from units import (
     SERVICE,

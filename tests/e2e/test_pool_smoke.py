@@ -1,4 +1,4 @@
-"""Smoke test of the container test pool (tests/pool.py): a real central
+"""Smoke test of the container test pool (tests/support/pool.py): a real central
 manager mints a real IDTOKEN, a bare ``condor_master`` pilot from the ospool-ep
 image joins with it, and a real job runs there.
 
@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 
-import pool  # tests/pool.py (tests/ is not a package)
+import pool  # tests/support/pool.py (tests/ is not a package)
 import pytest
 
 _reason = pool.unavailable_reason()

@@ -8,7 +8,7 @@ Two kinds of test:
   the supervisor, so the SIGTERM Slurm sends to the batch shell reaches it.
   Seconds; no containers.
 * A real Slurm: a one-node cluster (Debian's slurmctld, slurmd, munge) in a
-  container built from the pilot image (``tests/slurm/``), on the test pool's
+  container built from the pilot image (``tests/support/slurm/``), on the test pool's
   network. The pilot script is submitted with a 3-minute walltime; the pilot
   joins the pool sized to the job's allocation, runs a job, has a long job
   running when the end comes, and is gone before the walltime: Slurm records
@@ -36,7 +36,7 @@ from conftest import TOKEN_FILE, UNAVAILABLE, remove_jobs
 from paths import REPO
 
 SCRIPT = REPO / "deploy" / "slurm" / "ospool-ep.sbatch"
-SLURM_DIR = REPO / "tests" / "slurm"
+SLURM_DIR = REPO / "tests" / "support" / "slurm"
 SLURM_IMAGE = os.environ.get("OSPOOL_EP_SLURM_IMAGE", "localhost/ospool-ep-slurm:dev")
 NODE = "slurm"
 """The Slurm node's hostname (and its name on the pool network)."""

@@ -1,6 +1,6 @@
 """Fixture trees of what a process sees of its host, and helpers for the detection tests.
 
-Detection reads real fixture trees under tests/fixtures/cgroup/, each a copy of
+Detection reads real fixture trees under tests/support/fixtures/cgroup/, each a copy of
 what a process sees in /proc/self/{cgroup,mountinfo}, /proc/{cpuinfo,meminfo}
 and /sys/fs/cgroup in one deployment:
 

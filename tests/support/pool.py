@@ -1,11 +1,11 @@
 """A real HTCondor test pool in containers, for end-to-end tests (SPEC §13).
 
 One central manager (collector, negotiator, schedd) runs in a container of the
-ospool-ep image as root, with the config in ``tests/pool/cm/``; each pilot runs
+ospool-ep image as root, with the config in ``tests/support/pool/cm/``; each pilot runs
 in a container of its own on the same podman network and joins with a real
 IDTOKEN minted by that central manager. Everything goes through podman's
 Docker API socket with ``testcontainers`` (no Docker engine on these machines;
-see ``tests/pool/NOTES.md`` for the podman details this relies on).
+see ``tests/support/pool/NOTES.md`` for the podman details this relies on).
 
 Typical use::
 
@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from paths import REPO
 
-POOL_DIR = REPO / "tests" / "pool"
+POOL_DIR = REPO / "tests" / "support" / "pool"
 WORK = Path(os.environ.get("OSPOOL_EP_WORK", REPO / ".work"))
 
 IMAGE = os.environ.get("OSPOOL_EP_IMAGE", "localhost/ospool-ep:dev")
@@ -61,7 +61,7 @@ PODMAN_SOCKET = Path(
 cannot pull it from under another session running at the same time."""
 
 TRUST_DOMAIN = "ospool-ep.test"
-"""The CM's TRUST_DOMAIN (tests/pool/cm/condor_config.local); tokens' ``iss``."""
+"""The CM's TRUST_DOMAIN (tests/support/pool/cm/condor_config.local); tokens' ``iss``."""
 
 CM_ALIAS = "cm"
 """The CM's hostname and network alias: what pilots put in CONDOR_HOST."""
@@ -679,7 +679,7 @@ class Pool:
         self, name: str, token: str, *, trust_domain: str | None = None, extra_config: str = ""
     ) -> Any:
         """A pilot without the supervisor: ``condor_master -f`` with
-        ``tests/pool/ep-minimal.conf`` as its whole config, as uid 1000.
+        ``tests/support/pool/ep-minimal.conf`` as its whole config, as uid 1000.
 
         ``trust_domain``: written as the EP's TRUST_DOMAIN when given (the EP
         joins without it; NOTES.md). ``extra_config`` is appended verbatim.

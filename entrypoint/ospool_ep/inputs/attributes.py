@@ -181,7 +181,7 @@ COMPOSED_KNOBS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 PILOT_CONFIG: frozenset[str] = _words(
     # What the pilot's templates (condor_config.d/) set that is neither in HTCondor's
-    # lists above nor published; tests/test_attributes.py renders every template
+    # lists above nor published; tests/unit/inputs/test_attributes.py renders every template
     # branch and checks that HTCondor sees no name outside the denied ones.
     "GLIDEIN_SINGULARITY_BINDPATH"
 )

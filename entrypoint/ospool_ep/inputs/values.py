@@ -12,7 +12,7 @@ expression?) is not judged here: :mod:`ospool_ep.inputs.classad` wraps
 :func:`parse_expression_text` with that check on the pilot's side.
 
 Standard library only and Python 3.9 compatible: the launcher runs on the
-host's ``python3`` (EL9: 3.9). ``tests/test_launch_rpm.py`` checks the
+host's ``python3`` (EL9: 3.9). ``tests/deploy/test_launch_rpm.py`` checks the
 launcher's import closure with vermin and a real python3.9.
 """
 

@@ -2,7 +2,7 @@
 
 The emitter writes into a real text stream (``io.StringIO``, or a real pipe for
 the broken-stream case) with a fixed clock; each test reads back what it wrote.
-The tailer that feeds it the daemons' lines is tested in tests/test_logtail.py.
+The tailer that feeds it the daemons' lines is tested in tests/unit/pilot/test_logtail.py.
 """
 
 from __future__ import annotations

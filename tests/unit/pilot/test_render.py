@@ -206,7 +206,7 @@ def test_rerendering_replaces_stale_files(tmp_path: Path) -> None:
 def test_the_rendered_tree_matches_the_golden_files(tmp_path: Path) -> None:
     """Any change to the rendered configuration shows up here as a reviewable diff.
 
-    Regenerate with ``OSPOOL_EP_UPDATE_GOLDEN=1 pytest tests/test_render.py``.
+    Regenerate with ``OSPOOL_EP_UPDATE_GOLDEN=1 pytest tests/unit/pilot/test_render.py``.
     """
     settings = Settings(
         site="Wisconsin",

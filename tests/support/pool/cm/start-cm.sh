@@ -1,6 +1,6 @@
 #!/bin/bash
 # Entrypoint of the test pool's central manager (runs as root in a container
-# of the ospool-ep image; see tests/pool.py). Makes the directories and the
+# of the ospool-ep image; see tests/support/pool.py). Makes the directories and the
 # POOL signing key, then runs condor_master in the foreground as its child.
 set -euo pipefail
 
@@ -20,7 +20,7 @@ fi
 # Reverse DNS for the pilots' addresses from /etc/hosts, not podman's
 # aardvark-dns: a PTR query there sometimes takes 20 s (its reload on every
 # container start drops queries), and the collector is single-threaded, so
-# every pilot waits (tests/pool/NOTES.md). PILOT_SUBNET comes from tests/pool.py.
+# every pilot waits (tests/support/pool/NOTES.md). PILOT_SUBNET comes from tests/support/pool.py.
 if [[ -n "${PILOT_SUBNET:-}" ]]; then
     python3 - "$PILOT_SUBNET" >>/etc/hosts <<'PY'
 import ipaddress, sys
