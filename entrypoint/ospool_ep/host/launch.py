@@ -61,15 +61,11 @@ def launch(
     chosen = choose_engine(engine or (config.get("CONTAINER_ENGINE") if config else None), problems)
     name = (config.get("CONTAINER_NAME") if config else None) or default_container_name(config_path)
     if stop:
-        return _stop(
-            config,
-            engine=chosen,
-            name=name,
-            problems=problems,
-            dry_run=print_only,
-            out=out,
-            err=err,
-        )
+        # ExecStop must stop the container even when the file was broken or
+        # removed after the start: only the engine and the name are needed.
+        for problem in problems:
+            print(problem.as_line(), file=err)
+        return _stop(config, engine=chosen, name=name, dry_run=print_only, out=out)
     if config is None or chosen is None:
         return _refuse(problems, out=err)
     check_host(config, engine=chosen, problems=problems)
@@ -92,19 +88,8 @@ def _refuse(problems: Findings, *, out: TextIO) -> int:
 
 
 def _stop(
-    config: LaunchConfig | None,
-    *,
-    engine: str | None,
-    name: str,
-    problems: Findings,
-    dry_run: bool,
-    out: TextIO,
-    err: TextIO,
+    config: LaunchConfig | None, *, engine: str | None, name: str, dry_run: bool, out: TextIO
 ) -> int:
-    # ExecStop must stop the container even when the file was broken or
-    # removed after the start: only the engine and the name are needed.
-    for problem in problems:
-        print(problem.as_line(), file=err)
     if engine is None:
         return int(ExitCode.UNAVAILABLE)
     timeout = lc.stop_timeout(config) if config else lc.DEFAULT_STOP_TIMEOUT

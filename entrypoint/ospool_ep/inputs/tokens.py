@@ -136,18 +136,8 @@ def parse_token(text: str, *, source: str, from_env: bool = False) -> Token:
     exp = _optional_int(payload, "exp")
     scope = _optional_str(payload, "scope")
     scopes = tuple(scope.split()) if scope is not None else None
-    return Token(
-        source=source,
-        text=text,
-        kid=kid,
-        iss=iss,
-        sub=sub,
-        jti=jti,
-        iat=iat,
-        exp=exp,
-        scopes=scopes,
-        from_env=from_env,
-    )
+    # The locals are named and ordered as Token's fields.
+    return Token(source, text, kid, iss, sub, jti, iat, exp, scopes, from_env)
 
 
 def load_tokens(
@@ -479,16 +469,18 @@ def _optional_str(claims: dict[str, object], key: str) -> str | None:
 
 
 def _required_int(claims: dict[str, object], key: str) -> int:
-    value = _optional_int(claims, key)
+    value = claims.get(key)
     if value is None:
         raise TokenError(f"the payload has no '{key}'")
-    return value
+    return _timestamp(value, key)
 
 
 def _optional_int(claims: dict[str, object], key: str) -> int | None:
     value = claims.get(key)
-    if value is None:
-        return None
+    return None if value is None else _timestamp(value, key)
+
+
+def _timestamp(value: object, key: str) -> int:
     # bool is an int subclass in Python; JSON true is not a timestamp.
     if not isinstance(value, int) or isinstance(value, bool):
         raise TokenError(f"the payload's '{key}' is not an integer timestamp")

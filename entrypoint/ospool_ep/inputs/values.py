@@ -184,14 +184,21 @@ def parse_expression_text(raw: str) -> str:
     return value
 
 
-def parse_project_name(raw: str) -> str:
+def _named(raw: str, pattern: re.Pattern[str], what: str, fix: str, longest: int = 0) -> str:
+    """A name of the shape ``pattern`` (at most ``longest`` characters, if given)."""
     value = raw.strip()
-    if not _PROJECT.fullmatch(value):
-        raise Invalid(
-            f"{shown(value)} is not a project name",
-            "use letters, digits, '.', '_' and '-' only, as in the OSPool project list",
-        )
+    if not pattern.fullmatch(value) or 0 < longest < len(value):
+        raise Invalid(f"{shown(value)} is not {what}", fix)
     return value
+
+
+def parse_project_name(raw: str) -> str:
+    return _named(
+        raw,
+        _PROJECT,
+        "a project name",
+        "use letters, digits, '.', '_' and '-' only, as in the OSPool project list",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -349,13 +356,8 @@ def parse_repos(raw: str) -> tuple[str, ...]:
 
 
 def parse_cvmfs_proxy(raw: str) -> str:
-    text = raw.strip()
-    if not _CVMFS_PROXY.fullmatch(text):
-        raise Invalid(
-            f"{shown(text)} is not a CVMFS proxy list",
-            "use cvmfs syntax, e.g. http://squid:3128;DIRECT (no spaces or quotes)",
-        )
-    return text
+    fix = "use cvmfs syntax, e.g. http://squid:3128;DIRECT (no spaces or quotes)"
+    return _named(raw, _CVMFS_PROXY, "a CVMFS proxy list", fix)
 
 
 def parse_cvmfs_quota(raw: str) -> int:
@@ -448,27 +450,14 @@ def parse_condor_knob_value(raw: str) -> str:
 
 
 def parse_image(raw: str) -> str:
-    value = raw.strip()
-    if not _IMAGE.fullmatch(value):
-        raise Invalid(
-            f"{shown(value)} is not an image reference",
-            "write [registry/]name[:tag][@digest], e.g. hub.example.org/osg/ospool-ep:1.0",
-        )
-    return value
+    fix = "write [registry/]name[:tag][@digest], e.g. hub.example.org/osg/ospool-ep:1.0"
+    return _named(raw, _IMAGE, "an image reference", fix)
 
 
 def parse_container_name(raw: str) -> str:
-    value = raw.strip()
-    if not _NAME.fullmatch(value) or len(value) > 128:
-        raise Invalid(
-            f"{shown(value)} is not a container name",
-            "use letters, digits, '_', '.' and '-', starting with a letter or digit",
-        )
-    return value
+    fix = "use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    return _named(raw, _NAME, "a container name", fix, longest=128)
 
 
 def parse_apparmor_profile(raw: str) -> str:
-    value = raw.strip()
-    if not _NAME.fullmatch(value):
-        raise Invalid(f"{shown(value)} is not an AppArmor profile name", "e.g. docker-ep")
-    return value
+    return _named(raw, _NAME, "an AppArmor profile name", "e.g. docker-ep")
