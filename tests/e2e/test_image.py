@@ -102,7 +102,7 @@ def test_the_knob_list_holds_every_setting_of_the_images_htcondor() -> None:
     argv = [
         "podman", "run", "--rm", "--network", "none", "--user", "1000:1000",
         "-v", f"{repo / 'scripts'}:/src:ro",
-        "-v", f"{repo / 'entrypoint' / 'ospool_ep'}:/pkg:ro",
+        "-v", f"{repo / 'entrypoint' / 'ospool_ep' / 'inputs'}:/pkg:ro",
         "--entrypoint", "python3", pool.IMAGE,
         "/src/htcondor_knobs.py", "--check", "/pkg/htcondor_knobs.txt",
     ]  # fmt: skip
