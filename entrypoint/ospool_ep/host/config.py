@@ -276,7 +276,7 @@ def _check_keys(entries: Mapping[str, Entry], reader: _Reader) -> None:
             reader.fail(entry.line, f"{entry.key} is not allowed in this file", key.refusal)
             continue
         if entry.value and key.check is not None:
-            _check_value(entry, key.check, reader)
+            _check_value(entry, key.check, reader, lenient=key.lenient)
         if entry.value and key.unheeded is not None and entry.key not in reader.invalid:
             _warn_unheeded(entry, key.unheeded, reader)
     extra = entries.get("CONTAINER_EXTRA_ARGS")
@@ -284,11 +284,14 @@ def _check_keys(entries: Mapping[str, Entry], reader: _Reader) -> None:
         _check_extra_args(extra, reader)
 
 
-def _check_value(entry: Entry, check: Callable[[str], object], reader: _Reader) -> None:
+def _check_value(
+    entry: Entry, check: Callable[[str], object], reader: _Reader, *, lenient: bool = False
+) -> None:
     try:
         check(entry.value)
     except values.Invalid as problem:
-        reader.fail(entry.line, f"{entry.key}: {problem.message}", problem.fix)
+        report = reader.warn if lenient else reader.fail
+        report(entry.line, f"{entry.key}: {problem.message}", problem.fix)
         reader.invalid.add(entry.key)
 
 

@@ -58,6 +58,8 @@ class Key:
     """For REFUSED keys: what to do instead."""
     shell_chars_ok: bool = False
     """``;`` and ``|`` belong to this value's own syntax (cvmfs proxy lists)."""
+    lenient: bool = False
+    """A bad value is a WARN, not a FAIL (the variable's own ``lenient``)."""
     unheeded: Callable[[str], str | None] | None = None
     """For a key upstream reads and the pilot does not act on: the WARN for a
     (valid) value, or None (the variable's own :meth:`Variable.unheeded`)."""
@@ -153,6 +155,7 @@ def _pilot_key(variable: Variable) -> Key:
         variable.meaning,
         variable.parse,
         shell_chars_ok=variable.shell_syntax,
+        lenient=variable.lenient,
         unheeded=unheeded,
     )
 

@@ -69,6 +69,11 @@ class Settings:
     pilot_dir: PurePosixPath = default("PILOT_DIR")
     token_dir: PurePosixPath = default("TOKEN_DIR")
     extra_attributes_file: PurePosixPath = default("EXTRA_ATTRIBUTES_FILE")
+    job_http_proxy: str | None = field(default=None, repr=False)
+    """``http_proxy`` from the pilot's environment, for jobs (OSG_SQUID_LOCATION wins)."""
+    job_https_proxy: str | None = field(default=None, repr=False)
+    job_ftp_proxy: str | None = field(default=None, repr=False)
+    osg_hostname: str | None = None
     # Read by OSG's container; checked, not acted on (their variables' not_acted_on).
     enable_remote_syslog: bool = default("ENABLE_REMOTE_SYSLOG")
     syslog_host: str = default("SYSLOG_HOST")
@@ -147,7 +152,14 @@ def load_settings(environ: Mapping[str, str], *, findings: Findings) -> Settings
         try:
             value = pilot_parser(variable)(raw)
         except Invalid as problem:
-            findings.fail(variable.name, problem.message, problem.fix)
+            if variable.lenient:
+                findings.warn(
+                    variable.name,
+                    f"{problem.message}; not passed on to jobs",
+                    f"{problem.fix} to pass it on",
+                )
+            else:
+                findings.fail(variable.name, problem.message, problem.fix)
             continue
         values[variable.field] = value
         unheeded = variable.unheeded(value)
@@ -257,11 +269,15 @@ def _condor_overrides(environ: Mapping[str, str], findings: Findings) -> tuple[s
     return tuple(names)
 
 
+_PROXY_NAMES = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"})
+"""Proxy variables that tools read in either case: no case slip to point out."""
+
+
 def _warn_about_misspellings(environ: Mapping[str, str], findings: Findings) -> None:
     by_upper = {name.upper(): name for name in NAMES}
     candidates = sorted(NAMES)
     for name in sorted(environ):
-        if name in NAMES or name.upper().startswith("_CONDOR_"):
+        if name in NAMES or name.upper().startswith("_CONDOR_") or name.upper() in _PROXY_NAMES:
             continue
         guess = by_upper.get(name.upper())
         if guess is None and name.upper().startswith(("GLIDEIN_", "OSG_", "CVMFS", "ACCEPT_")):

@@ -51,6 +51,8 @@ _REPO = re.compile(r"[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]")
 # each a URL, DIRECT or auto. default.local is sourced by a shell: keep it tame.
 _CVMFS_PROXY = re.compile(r"[A-Za-z0-9.:/_;|@\[\]%-]+")
 _WALLTIME = re.compile(r"(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)")
+# A URL's characters (RFC 3986), less quotes and '$' (HTCondor config macros).
+_PROXY_SETTING = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -303,6 +305,22 @@ def parse_proxy_url(raw: str) -> str:
         text = rest.rstrip("/")
     host, port = parse_host_port(text)
     return f"http://{host}:{port or SQUID_PORT}"
+
+
+def parse_proxy_setting(raw: str) -> str:
+    """``http_proxy``, ``https_proxy``, ``FTP_PROXY`` as a site sets them for its hosts
+    (``http://proxy:3128``, ``proxy:3128``, with credentials or not): one plain word,
+    passed on to jobs as it is."""
+    text = raw.strip()
+    reason = _plain_text_reason(text)
+    if reason is None and not _PROXY_SETTING.fullmatch(text):
+        reason = "has characters no URL has"
+    if reason:
+        raise Invalid(
+            f"is not a plain proxy address: {reason}",
+            "write http://host:port (or host:port) without quotes",
+        )
+    return text
 
 
 def parse_http_url(raw: str, *, for_config: bool = False) -> str:

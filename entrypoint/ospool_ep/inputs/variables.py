@@ -50,6 +50,10 @@ class Variable:
     lists, ClassAd expressions), so the launcher's file may hold them unquoted."""
     display: Callable[[Any], str] = str
     """How a valid value is shown in ``ospool-ep check``'s PASS line."""
+    lenient: bool = False
+    """A bad value is a WARN and the variable stays unset, not a FAIL: the variable is
+    often set for other programs (container engines inject proxy settings into every
+    container), and the pilot can do without it."""
     not_acted_on: str = ""
     """For a variable OSG's container (or its RPM) reads and this pilot does not act
     on: what upstream does with it. Its value is checked, and one that asks for
@@ -217,6 +221,35 @@ VARIABLES: tuple[Variable, ...] = (
         not_acted_on="OSG's container makes Apptainer pull docker.io images through "
         "this mirror; this pilot does not configure Apptainer's registries",
     ),
+    # OSG's pilot passes these on to every job when they are set in its environment.
+    Variable(
+        "http_proxy",
+        "job_http_proxy",
+        v.parse_proxy_setting,
+        "jobs' HTTP proxy",
+        credentials=True,
+        lenient=True,
+        display=v.redact_credentials,
+    ),
+    Variable(
+        "https_proxy",
+        "job_https_proxy",
+        v.parse_proxy_setting,
+        "jobs' HTTPS proxy",
+        credentials=True,
+        lenient=True,
+        display=v.redact_credentials,
+    ),
+    Variable(
+        "FTP_PROXY",
+        "job_ftp_proxy",
+        v.parse_proxy_setting,
+        "jobs' FTP proxy",
+        credentials=True,
+        lenient=True,
+        display=v.redact_credentials,
+    ),
+    Variable("OSG_HOSTNAME", "osg_hostname", v.parse_host_name, "host name for jobs", lenient=True),
     # -- read by OSG's container, not acted on here (yet) ------------------------
     Variable(
         "ENABLE_REMOTE_SYSLOG",

@@ -164,8 +164,19 @@ def job_environment(settings: Settings) -> list[str]:
         ("GLIDEIN_ResourceName", settings.resource_name),
         ("OSG_SITE_NAME", settings.resource_name),
     ]
+    # As OSG's pilot: the squid is the jobs' http_proxy; else the pilot's own proxy
+    # settings are passed on (its additional-htcondor-config).
     if settings.squid_url:
         pairs += [("OSG_SQUID_LOCATION", settings.squid_url), ("http_proxy", settings.squid_url)]
+    elif settings.job_http_proxy:
+        pairs.append(("http_proxy", settings.job_http_proxy))
+    for name, value in (
+        ("https_proxy", settings.job_https_proxy),
+        ("FTP_PROXY", settings.job_ftp_proxy),
+        ("OSG_HOSTNAME", settings.osg_hostname),
+    ):
+        if value:
+            pairs.append((name, value))
     pairs += settings.extra_job_env
     return [_environment_entry(name, value) for name, value in pairs]
 

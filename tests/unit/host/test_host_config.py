@@ -276,6 +276,16 @@ def test_upstreams_rpm_file_has_no_fail_and_warns_about_each_key_not_acted_on() 
     assert all("is accepted but not acted on by this pilot" in p.message for p in warns(config))
 
 
+def test_a_bad_proxy_for_jobs_is_a_warning_at_its_line_not_a_failure() -> None:
+    config = parse(MINIMAL + "https_proxy='http://proxy:3128 corp'\n")
+    assert not fails(config)
+    [warn] = warns(config)
+    assert (warn.subject, warn.message) == (
+        f"{SOURCE}:3",
+        "https_proxy: is not a plain proxy address: contains spaces or quotes",
+    )
+
+
 def test_a_key_not_acted_on_with_a_value_that_asks_nothing_is_not_a_warning() -> None:
     config = parse(MINIMAL + "ENABLE_REMOTE_SYSLOG=off\nGARBAGE_COLLECTION=1\n")
     assert not config.problems
@@ -365,7 +375,14 @@ def test_the_launcher_checks_each_pilot_value_with_the_pilots_own_parser() -> No
 
 def test_values_that_may_carry_credentials_never_go_on_the_engines_command_line() -> None:
     secret = {k.name for k in lkeys.KEYS if k.role == lkeys.Role.PILOT_SECRET}
-    assert secret == {"CVMFS_HTTP_PROXY", "NOTIFY_START_URL", "NOTIFY_STOP_URL"}
+    assert secret == {
+        "CVMFS_HTTP_PROXY",
+        "NOTIFY_START_URL",
+        "NOTIFY_STOP_URL",
+        "http_proxy",
+        "https_proxy",
+        "FTP_PROXY",
+    }
 
 
 # ---------------------------------------------------------------------------

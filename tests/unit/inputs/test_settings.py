@@ -84,6 +84,10 @@ SPEC_DEFAULTS = {
     "pilot_dir": PurePosixPath("/pilot"),
     "token_dir": PurePosixPath("/etc/condor/tokens-orig.d"),
     "extra_attributes_file": PurePosixPath("/etc/osg/extra-attributes.cfg"),
+    "job_http_proxy": None,
+    "job_https_proxy": None,
+    "job_ftp_proxy": None,
+    "osg_hostname": None,
     "enable_remote_syslog": True,
     "syslog_host": "syslog.osg.chtc.io",
     "registry_host": None,
@@ -316,6 +320,15 @@ GOOD_FORMS = [
         "apptainer_registry_mirror",
         "mirror.example.org/dockerhub",
     ),
+    (
+        "http_proxy",
+        "http://proxy.example.org:3128",
+        "job_http_proxy",
+        "http://proxy.example.org:3128",
+    ),
+    ("https_proxy", "http://u:pw@proxy:3128", "job_https_proxy", "http://u:pw@proxy:3128"),
+    ("FTP_PROXY", "proxy.example.org:2121", "job_ftp_proxy", "proxy.example.org:2121"),
+    ("OSG_HOSTNAME", "wn-01.example.edu", "osg_hostname", "wn-01.example.edu"),
     ("ENABLE_REMOTE_SYSLOG", "false", "enable_remote_syslog", False),
     ("ENABLE_REMOTE_SYSLOG", "on", "enable_remote_syslog", True),
     ("SYSLOG_HOST", "syslog.example.org", "syslog_host", "syslog.example.org"),
@@ -577,6 +590,33 @@ def test_condor_host_with_an_invalid_pool_names_no_pool_in_a_warning() -> None:
     (it once named POOL=ospool, the default, whatever POOL said)."""
     _, findings = load(CONDOR_HOST="cm.example.org", POOL="no such pool")
     assert [f.subject for f in of(findings, Status.FAIL)] == ["POOL"]
+    assert not of(findings, Status.WARN)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("http_proxy", "http://u:pa$$@proxy:3128"),
+        ("https_proxy", "http://proxy:3128 # corp"),
+        ("FTP_PROXY", "ftp\\proxy"),
+        ("OSG_HOSTNAME", "wn 01"),
+    ],
+)
+def test_a_bad_proxy_setting_is_a_warning_and_not_passed_on(name: str, raw: str) -> None:
+    """Proxy settings are often injected by the container engine for other programs: a
+    value that cannot reach jobs safely is a WARN (the pilot still starts), not a FAIL."""
+    settings, findings = load({name: raw})
+    assert settings is not None, all_text(findings)
+    [warn] = of(findings, Status.WARN, name)
+    assert warn.message.endswith("; not passed on to jobs")
+    assert not of(findings, Status.FAIL)
+    assert "pa$$" not in all_text(findings)
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "HTTPS_PROXY", "ftp_proxy", "NO_PROXY"])
+def test_the_other_spelling_of_a_proxy_variable_is_no_case_slip(name: str) -> None:
+    """HTTP_PROXY and http_proxy are both conventional: no "did you mean" for either."""
+    _, findings = load({name: "http://proxy:3128"})
     assert not of(findings, Status.WARN)
 
 

@@ -90,6 +90,16 @@ REPORTS: list[tuple[str, dict[str, str | None], bool, list[str]]] = [
             "write POOL=prod-ospool, or host:port if 'prod-ospol' is a central manager"
         ],
     ),
+    (
+        "lenient-proxy",
+        {"https_proxy": "http://proxy:3128 # corp"},
+        True,
+        [
+            "WARN  https_proxy: is not a plain proxy address: contains spaces or quotes; not "
+            "passed on to jobs -- write http://host:port (or host:port) without quotes to pass "
+            "it on"
+        ],
+    ),
     # Read by OSG's container and not acted on here: a WARN naming each (SPEC 4.1).
     (
         "remote-syslog-on",

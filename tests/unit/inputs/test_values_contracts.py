@@ -358,6 +358,18 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         JOB_ENV_FIX,
     ),
     (
+        "proxy-setting-blank",
+        lambda: ev.parse_proxy_setting("http://proxy:3128 # corp"),
+        "is not a plain proxy address: contains spaces or quotes",
+        "write http://host:port (or host:port) without quotes",
+    ),
+    (
+        "proxy-setting-not-url",
+        lambda: ev.parse_proxy_setting("http://pr\u00f6xy:3128"),
+        "is not a plain proxy address: has characters no URL has",
+        "write http://host:port (or host:port) without quotes",
+    ),
+    (
         "mirror-path",
         lambda: ev.parse_registry_mirror("mirror.example.org/a b"),
         "'mirror.example.org/a b' is not a registry location",
@@ -585,6 +597,11 @@ ACCEPTED: list[tuple[str, Callable[[], object], object]] = [
         "mirror-namespace",
         lambda: ev.parse_registry_mirror("mirror.example.org:5000/dockerhub/"),
         "mirror.example.org:5000/dockerhub/",
+    ),
+    (
+        "proxy-setting",
+        lambda: ev.parse_proxy_setting(" http://u:p%40ss@proxy.example.org:3128/ "),
+        "http://u:p%40ss@proxy.example.org:3128/",
     ),
     ("host-name", lambda: ev.parse_host_name(" syslog.example.org "), "syslog.example.org"),
     (

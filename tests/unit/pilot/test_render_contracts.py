@@ -226,6 +226,29 @@ def test_a_spaced_value_is_quoted_from_its_names_equals_sign_even_if_it_holds_an
     )
 
 
+def test_the_pilots_proxy_settings_reach_jobs_and_the_squid_wins_http_proxy() -> None:
+    """As OSG's pilot: http_proxy, https_proxy, FTP_PROXY and OSG_HOSTNAME from the
+    pilot's environment are passed on; OSG_SQUID_LOCATION, when set, is http_proxy."""
+    proxies = {
+        "job_http_proxy": "http://corp:8080",
+        "job_https_proxy": "http://corp:8443",
+        "job_ftp_proxy": "corp:2121",
+        "osg_hostname": "wn1.example.edu",
+    }
+    assert render.job_environment(Settings(site="S", resource_name="R", **proxies))[3:] == [
+        "http_proxy=http://corp:8080",
+        "https_proxy=http://corp:8443",
+        "FTP_PROXY=corp:2121",
+        "OSG_HOSTNAME=wn1.example.edu",
+    ]
+    with_squid = Settings(site="S", resource_name="R", squid_url="http://sq:3128", **proxies)
+    assert render.job_environment(with_squid)[3:6] == [
+        "OSG_SQUID_LOCATION=http://sq:3128",
+        "http_proxy=http://sq:3128",
+        "https_proxy=http://corp:8443",
+    ]
+
+
 def test_quoted_job_environment_values_are_written_in_htcondors_syntax() -> None:
     """EXTRA_JOB_ENV values with blanks, single and double quotes (accepted in HTCondor's
     quoted syntax, SPEC 4.1) are written back in that syntax, each one entry."""
