@@ -70,7 +70,7 @@ class LaunchConfig:
 
     def flag(self, key: str) -> bool:
         """A boolean key (upstream's words: true, yes, on, 1, ...); unset is false."""
-        return (self.get(key) or "").lower() in values.HOST_TRUE_WORDS
+        return (self.get(key) or "").lower() in values.TRUE_WORDS
 
     def integer(self, key: str, default: int) -> int:
         """A whole-number key; ``default`` when unset or invalid (the latter is a FAIL already)."""
@@ -276,18 +276,33 @@ def _check_keys(entries: Mapping[str, Entry], reader: _Reader) -> None:
             reader.fail(entry.line, f"{entry.key} is not allowed in this file", key.refusal)
             continue
         if entry.value and key.check is not None:
-            _check_value(entry, key.check, reader)
+            _check_value(entry, key.check, reader, lenient=key.lenient)
+        if entry.value and key.unheeded is not None and entry.key not in reader.invalid:
+            _warn_unheeded(entry, key.unheeded, reader)
     extra = entries.get("CONTAINER_EXTRA_ARGS")
     if extra is not None:
         _check_extra_args(extra, reader)
 
 
-def _check_value(entry: Entry, check: Callable[[str], object], reader: _Reader) -> None:
+def _check_value(
+    entry: Entry, check: Callable[[str], object], reader: _Reader, *, lenient: bool = False
+) -> None:
     try:
         check(entry.value)
     except values.Invalid as problem:
-        reader.fail(entry.line, f"{entry.key}: {problem.message}", problem.fix)
+        report = reader.warn if lenient else reader.fail
+        report(entry.line, f"{entry.key}: {problem.message}", problem.fix)
         reader.invalid.add(entry.key)
+
+
+def _warn_unheeded(entry: Entry, unheeded: Callable[[str], str | None], reader: _Reader) -> None:
+    message = unheeded(entry.value)
+    if message:
+        reader.warn(
+            entry.line,
+            f"{entry.key} {message}",
+            "nothing to fix if that is fine; remove the line to silence this",
+        )
 
 
 def _unknown_key(entry: Entry, reader: _Reader) -> None:
@@ -340,7 +355,7 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
                 f"set {required}= to your OSG Topology "
                 f"{'site' if required == 'GLIDEIN_Site' else 'resource'} name",
             )
-    bind = value("BIND_MOUNT_CVMFS").lower() in values.HOST_TRUE_WORDS
+    bind = value("BIND_MOUNT_CVMFS").lower() in values.TRUE_WORDS
     if bind and value("CVMFSEXEC_REPOS"):
         reader.fail(
             line("CVMFSEXEC_REPOS"),
@@ -370,13 +385,6 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
                 f"PILOT_WALLTIME {seconds} s is not longer than SHUTDOWN_GRACE_SECONDS={grace}",
                 "give the pilot a longer walltime, or a shorter grace period",
             )
-    itb = value("ITB").lower() in values.TRUE_WORDS
-    if itb and value("POOL").lower() == "prod-ospool":
-        reader.fail(
-            line("ITB"),
-            "ITB=true conflicts with POOL=prod-ospool",
-            "use POOL=itb-ospool (or POOL=ospool with ITB=true), or unset ITB",
-        )
 
 
 _CVMFSEXEC_MOUNTS = ("CVMFSEXEC_CACHE_DIR", "CVMFSEXEC_LOGS_DIR", "CVMFSEXEC_LOCAL_CONFIG")

@@ -58,6 +58,11 @@ class Key:
     """For REFUSED keys: what to do instead."""
     shell_chars_ok: bool = False
     """``;`` and ``|`` belong to this value's own syntax (cvmfs proxy lists)."""
+    lenient: bool = False
+    """A bad value is a WARN, not a FAIL (the variable's own ``lenient``)."""
+    unheeded: Callable[[str], str | None] | None = None
+    """For a key upstream reads and the pilot does not act on: the WARN for a
+    (valid) value, or None (the variable's own :meth:`Variable.unheeded`)."""
 
 
 H = Role.HOST
@@ -82,8 +87,8 @@ HOST_KEYS: tuple[Key, ...] = (
     Key(
         "WORKER_TEMP_DIR", H, "host directory mounted at /pilot (job scratch)", v.parse_mount_source
     ),
-    Key("PROVIDE_NVIDIA_GPU", H, "give the container the host's NVIDIA GPUs", v.parse_host_bool),
-    Key("BIND_MOUNT_CVMFS", H, "bind-mount the host's /cvmfs", v.parse_host_bool),
+    Key("PROVIDE_NVIDIA_GPU", H, "give the container the host's NVIDIA GPUs", v.parse_bool),
+    Key("BIND_MOUNT_CVMFS", H, "bind-mount the host's /cvmfs", v.parse_bool),
     # -- the launcher's own ---------------------------------------------------
     Key("CONTAINER_ENGINE", H, "docker or podman", _choice("docker", "podman")),
     Key("IMAGE", H, "the pilot image", v.parse_image),
@@ -138,8 +143,20 @@ def _pilot_key(variable: Variable) -> Key:
     if variable.name in REFUSALS:
         return Key(variable.name, Role.REFUSED, variable.meaning, refusal=REFUSALS[variable.name])
     role = Role.PILOT_SECRET if variable.secret or variable.credentials else Role.PILOT
+    unheeded = None
+    if variable.not_acted_on:
+
+        def unheeded(raw: str) -> str | None:
+            return variable.unheeded(variable.parse(raw))
+
     return Key(
-        variable.name, role, variable.meaning, variable.parse, shell_chars_ok=variable.shell_syntax
+        variable.name,
+        role,
+        variable.meaning,
+        variable.parse,
+        shell_chars_ok=variable.shell_syntax,
+        lenient=variable.lenient,
+        unheeded=unheeded,
     )
 
 

@@ -413,7 +413,8 @@ def parse_extra_attributes(text: str, *, source: str, findings: Findings) -> lis
     if not failed:
         if attributes:
             names = ", ".join(a.name for a in attributes)
-            findings.passed(source, f"{len(attributes)} extra attributes: {names}")
+            count = f"{len(attributes)} extra attribute{'s' if len(attributes) > 1 else ''}"
+            findings.passed(source, f"{count}: {names}")
         else:
             findings.passed(source, "no extra attributes")
     return attributes

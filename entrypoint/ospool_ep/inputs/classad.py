@@ -140,9 +140,12 @@ def boolean_expression_error(text: str) -> str | None:
     except LIBRARY_ERRORS:
         return "cannot be evaluated by HTCondor's ClassAd library"
     # classad2.Value (undefined/error) is an IntEnum: test it before int.
-    if isinstance(value, bool | classad2.Value) or not isinstance(value, str | int | float | list):
+    if isinstance(value, bool | classad2.Value):
         return None  # a boolean, or depends on the job/machine (undefined here)
-    return f"is a constant {type(value).__name__}, not a boolean"
+    # Anything else is a constant of another type: a string, number, list, a
+    # record ("[a = 1]", a classad2.ClassAd) or a time.
+    kind = "record ([...])" if isinstance(value, classad2.ClassAd) else type(value).__name__
+    return f"is a constant {kind}, not a boolean"
 
 
 def parse_expression(raw: str) -> str:

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from ospool_ep.findings import Findings
 from ospool_ep.inputs.classad import parse_expression
-from ospool_ep.inputs.pools import canonical_pool_name
 from ospool_ep.inputs.values import Invalid, parse_abs_path
 from ospool_ep.inputs.variables import NAMES, VARIABLES, Variable, default
 
@@ -70,6 +69,28 @@ class Settings:
     pilot_dir: PurePosixPath = default("PILOT_DIR")
     token_dir: PurePosixPath = default("TOKEN_DIR")
     extra_attributes_file: PurePosixPath = default("EXTRA_ATTRIBUTES_FILE")
+    job_http_proxy: str | None = field(default=None, repr=False)
+    """``http_proxy`` from the pilot's environment, for jobs (OSG_SQUID_LOCATION wins)."""
+    job_https_proxy: str | None = field(default=None, repr=False)
+    job_ftp_proxy: str | None = field(default=None, repr=False)
+    osg_hostname: str | None = None
+    # Read by OSG's container; checked, not acted on (their variables' not_acted_on).
+    enable_remote_syslog: bool = default("ENABLE_REMOTE_SYSLOG")
+    syslog_host: str = default("SYSLOG_HOST")
+    registry_host: str | None = None
+    ccb_range_low: int | None = None
+    ccb_range_high: int | None = None
+    garbage_collection: bool = default("GARBAGE_COLLECTION")
+    institution_id: str | None = None
+    default_container_distribution: tuple[tuple[int, str], ...] = default(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION"
+    )
+    default_container_distribution_gpu: tuple[tuple[int, str], ...] = default(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU"
+    )
+    supervisord_restart_policy: str | None = None
+    allow_cpujob_on_gpuslot: str | None = None
+    container_pilot_use_job_hook: str | None = None
     condor_overrides: tuple[str, ...] = ()
     """Names of ``_CONDOR_<KNOB>`` variables passed through to HTCondor."""
 
@@ -131,9 +152,24 @@ def load_settings(environ: Mapping[str, str], *, findings: Findings) -> Settings
         try:
             value = pilot_parser(variable)(raw)
         except Invalid as problem:
-            findings.fail(variable.name, problem.message, problem.fix)
+            if variable.lenient:
+                findings.warn(
+                    variable.name,
+                    f"{problem.message}; not passed on to jobs",
+                    f"{problem.fix} to pass it on",
+                )
+            else:
+                findings.fail(variable.name, problem.message, problem.fix)
             continue
         values[variable.field] = value
+        unheeded = variable.unheeded(value)
+        if unheeded:
+            findings.warn(
+                variable.name,
+                unheeded,
+                f"nothing to fix if that is fine; unset {variable.name} to silence this",
+            )
+            continue
         shown_value = "set (hidden)" if variable.secret else variable.display(value)
         findings.passed(variable.name, shown_value)
     _check_combinations(environ, values, findings)
@@ -169,15 +205,10 @@ def input_files(environ: Mapping[str, str]) -> tuple[PurePosixPath, PurePosixPat
 def _check_combinations(
     environ: Mapping[str, str], values: dict[str, Any], findings: Findings
 ) -> None:
-    pool = values.get("pool", "ospool")
-    itb = values.get("itb", False)
-    if itb and canonical_pool_name(pool, itb=False) == "prod-ospool" and pool != "ospool":
-        findings.fail(
-            "ITB",
-            "ITB=true conflicts with POOL=prod-ospool",
-            "use POOL=itb-ospool (or POOL=ospool with ITB=true), or unset ITB",
-        )
-    if values.get("condor_host") and environ.get("POOL", "").strip():
+    # ITB with a production pool name joins that pool, as OSG's container does
+    # (ITB only means ospool -> itb-ospool there); no conflict to report.
+    pool = values.get("pool")
+    if values.get("condor_host") and environ.get("POOL", "").strip() and pool is not None:
         findings.warn(
             "CONDOR_HOST",
             f"overrides the central managers of POOL={pool}",
@@ -238,11 +269,15 @@ def _condor_overrides(environ: Mapping[str, str], findings: Findings) -> tuple[s
     return tuple(names)
 
 
+_PROXY_NAMES = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"})
+"""Proxy variables that tools read in either case: no case slip to point out."""
+
+
 def _warn_about_misspellings(environ: Mapping[str, str], findings: Findings) -> None:
     by_upper = {name.upper(): name for name in NAMES}
     candidates = sorted(NAMES)
     for name in sorted(environ):
-        if name in NAMES or name.upper().startswith("_CONDOR_"):
+        if name in NAMES or name.upper().startswith("_CONDOR_") or name.upper() in _PROXY_NAMES:
             continue
         guess = by_upper.get(name.upper())
         if guess is None and name.upper().startswith(("GLIDEIN_", "OSG_", "CVMFS", "ACCEPT_")):

@@ -18,6 +18,7 @@ launcher's import closure with vermin and a real python3.9.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import urllib.parse
@@ -31,13 +32,11 @@ class Invalid(ValueError):
         self.fix = fix
 
 
-TRUE_WORDS = frozenset({"true", "1", "yes"})
-FALSE_WORDS = frozenset({"false", "0", "no"})
-# Upstream's RPM script treated y/yes/t/true/on/1 as true and anything else as
-# false; its own keys (BIND_MOUNT_CVMFS, PROVIDE_NVIDIA_GPU) keep those words,
-# but anything that is neither is an error instead of a silent "false".
-HOST_TRUE_WORDS = frozenset({"y", "yes", "t", "true", "on", "1"})
-HOST_FALSE_WORDS = frozenset({"n", "no", "f", "false", "off", "0"})
+# Booleans, as OSG's container and RPM read them (their is_true: y, yes, t, true,
+# on, 1, any case), with the matching false words (SPEC 4.1). Upstream took
+# anything else for false; here it is an error naming the variable.
+TRUE_WORDS = frozenset({"y", "yes", "t", "true", "on", "1"})
+FALSE_WORDS = frozenset({"n", "no", "f", "false", "off", "0"})
 
 # Characters that could add, continue or alter a configuration line. Tab is
 # allowed nowhere either: values are single-line text.
@@ -52,6 +51,8 @@ _REPO = re.compile(r"[a-z0-9][a-z0-9.-]*\.[a-z0-9.-]*[a-z0-9]")
 # each a URL, DIRECT or auto. default.local is sourced by a shell: keep it tame.
 _CVMFS_PROXY = re.compile(r"[A-Za-z0-9.:/_;|@\[\]%-]+")
 _WALLTIME = re.compile(r"(?:(?:(?P<d>[0-9]+)-)?(?P<h>[0-9]+):)?(?P<m>[0-9]+):(?P<s>[0-9]+)")
+# A URL's characters (RFC 3986), less quotes and '$' (HTCondor config macros).
+_PROXY_SETTING = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -96,23 +97,16 @@ def _plain_text_reason(text: str) -> str | None:
 # Generic shapes
 
 
-def _bool_of(raw: str, true: frozenset[str], false: frozenset[str], fix: str) -> bool:
-    word = raw.strip().lower()
-    if word in true:
-        return True
-    if word in false:
-        return False
-    raise Invalid(f"{shown(raw)} is not a boolean", fix)
-
-
 def parse_bool(raw: str) -> bool:
-    """The pilot's booleans: true/false, yes/no, 1/0."""
-    return _bool_of(raw, TRUE_WORDS, FALSE_WORDS, "use true/false, yes/no or 1/0")
-
-
-def parse_host_bool(raw: str) -> bool:
-    """The upstream RPM's own keys: also y/n, t/f, on/off."""
-    return _bool_of(raw, HOST_TRUE_WORDS, HOST_FALSE_WORDS, "use true or false")
+    """Every boolean variable and RPM key: true/false, yes/no, y/n, t/f, on/off, 1/0."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise Invalid(
+        f"{shown(raw)} is not a boolean", "use true or false (or yes/no, y/n, t/f, on/off, 1/0)"
+    )
 
 
 def parse_int(raw: str, *, minimum: int, maximum: int | None = None, unit: str = "") -> int:
@@ -239,7 +233,7 @@ def parse_host(text: str) -> str:
     return text
 
 
-def parse_host_port(raw: str, *, port_required: bool = False) -> tuple[str, int | None]:
+def parse_host_port(raw: str) -> tuple[str, int | None]:
     text = raw.strip()
     match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?", text)
     if not match:
@@ -248,8 +242,6 @@ def parse_host_port(raw: str, *, port_required: bool = False) -> tuple[str, int 
     port = int(match.group(2)) if match.group(2) else None
     if port is not None and not 0 < port < 65536:
         raise Invalid(f"port {port} is out of range", "use a port between 1 and 65535")
-    if port_required and port is None:
-        raise Invalid(f"{shown(text)} has no port", "write host:port, e.g. squid.example.edu:3128")
     return host, port
 
 
@@ -264,20 +256,42 @@ def parse_collector_list(raw: str) -> str:
 
 
 def parse_pool(raw: str, *, known: tuple[str, ...]) -> str:
+    """``POOL``: a pool's name (any case), or a central manager's ``host[:port]``.
+
+    A single-label host (a Kubernetes service such as ``cm``) is a host (SPEC
+    4.1; OSG's container took only names with a dot). A name so close to a
+    pool's name that it is likely a typo is refused with the guess, unless a
+    port shows it is a host.
+    """
     value = raw.strip()
     if value.lower() in known:
         return value.lower()
-    if "." not in value and ":" not in value:
+    guess = difflib.get_close_matches(value.lower(), known, n=1, cutoff=0.82)
+    if guess and "." not in value and ":" not in value:
         raise Invalid(
-            f"{shown(value)} is not a known pool",
-            f"use one of {', '.join(known)}, or a central manager's host[:port]",
+            f"{shown(value)} is not a known pool; did you mean {guess[0]}?",
+            f"write POOL={guess[0]}, or host:port if {shown(value)} is a central manager",
         )
-    parse_host_port(value)
+    try:
+        parse_host_port(value)
+    except Invalid as problem:
+        raise Invalid(
+            f"{shown(value)} is neither a known pool nor a central manager's host[:port] "
+            f"({problem.message})",
+            f"use one of {', '.join(known)}, or a central manager's host[:port]",
+        ) from None
     return value
 
 
+SQUID_PORT = 3128
+"""The port of ``OSG_SQUID_LOCATION`` when none is written: OSG's convention
+(osg-configure's squid module appends ``:3128``; squid's own default port).
+OSG's container passed the bare name on to jobs' ``http_proxy``, where curl
+would have tried port 1080."""
+
+
 def parse_proxy_url(raw: str) -> str:
-    """``OSG_SQUID_LOCATION``: ``host:port`` or ``http://host:port`` -> ``http://host:port``."""
+    """``OSG_SQUID_LOCATION``: ``host[:port]`` or ``http://host[:port]`` -> ``http://host:port``."""
     text = raw.strip()
     if "@" in text:
         raise Invalid(
@@ -289,8 +303,24 @@ def parse_proxy_url(raw: str) -> str:
         if scheme.lower() != "http":
             raise Invalid(f"scheme {scheme!r} is not supported", "use http://host:port")
         text = rest.rstrip("/")
-    host, port = parse_host_port(text, port_required=True)
-    return f"http://{host}:{port}"
+    host, port = parse_host_port(text)
+    return f"http://{host}:{port or SQUID_PORT}"
+
+
+def parse_proxy_setting(raw: str) -> str:
+    """``http_proxy``, ``https_proxy``, ``FTP_PROXY`` as a site sets them for its hosts
+    (``http://proxy:3128``, ``proxy:3128``, with credentials or not): one plain word,
+    passed on to jobs as it is."""
+    text = raw.strip()
+    reason = _plain_text_reason(text)
+    if reason is None and not _PROXY_SETTING.fullmatch(text):
+        reason = "has characters no URL has"
+    if reason:
+        raise Invalid(
+            f"is not a plain proxy address: {reason}",
+            "write http://host:port (or host:port) without quotes",
+        )
+    return text
 
 
 def parse_http_url(raw: str, *, for_config: bool = False) -> str:
@@ -325,12 +355,54 @@ def redact_url(url: str) -> str:
     return f"{parsed.scheme}://{parsed.hostname}{port}{hidden}"
 
 
+_REGISTRY_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+/?")
+
+
 def parse_registry_mirror(raw: str) -> str:
+    """``APPTAINER_REGISTRY_MIRROR``: a registry ``host[:port][/namespace]``, as the
+    ``location`` of a containers-registries.conf mirror (OSG's container writes it
+    there), or an http(s) URL."""
     text = raw.strip()
     if "://" in text:
         return parse_http_url(text, for_config=True)
-    parse_host_port(text)
+    slash = text.find("/")
+    address, path = (text, "") if slash < 0 else (text[:slash], text[slash:])
+    if path and not _REGISTRY_PATH.fullmatch(path):
+        raise Invalid(
+            f"{shown(text)} is not a registry location",
+            "write host[:port][/namespace], e.g. mirror.example.org/dockerhub",
+        )
+    parse_host_port(address)
     return text
+
+
+def parse_host_name(raw: str) -> str:
+    """A host name or address without a port (``SYSLOG_HOST``, ``REGISTRY_HOST``)."""
+    return parse_host(raw.strip())
+
+
+_DISTRIBUTION_ENTRY = re.compile(r"([0-9]{1,3})%__([A-Za-z0-9][A-Za-z0-9._/:+-]*)")
+
+
+def parse_image_distribution(raw: str) -> tuple[tuple[int, str], ...]:
+    """``OSG_DEFAULT_CONTAINER_DISTRIBUTION[_GPU]``: blank-separated ``PERCENT%__IMAGE``
+    entries (``10%__htc/rocky:8 90%__htc/rocky:9``), the weights of the job images
+    under ``/cvmfs/singularity.opensciencegrid.org/`` (OSG's pilot picks one at random)."""
+    entries: list[tuple[int, str]] = []
+    for item in raw.split():
+        match = _DISTRIBUTION_ENTRY.fullmatch(item)
+        if not match or ".." in match.group(2):
+            raise Invalid(
+                f"{shown(item)} is not PERCENT%__IMAGE", "e.g. 10%__htc/rocky:8 90%__htc/rocky:9"
+            )
+        entries.append((int(match.group(1)), match.group(2)))
+    total = sum(percent for percent, _ in entries)
+    if not entries or total > 100:
+        raise Invalid(
+            f"the weights add up to {total}%" if entries else "names no image",
+            "give weights that add up to 100, e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
+        )
+    return tuple(entries)
 
 
 # ---------------------------------------------------------------------------
@@ -407,8 +479,10 @@ def parse_mount_source(raw: str) -> PurePosixPath:
 
 
 def parse_bind_list(raw: str) -> tuple[str, ...]:
-    """``SINGULARITY_BIND_EXTRA``: comma-separated ``src[:dst[:ro|rw]]`` with absolute paths."""
-    specs = [item.strip() for item in raw.split(",") if item.strip()]
+    """``SINGULARITY_BIND_EXTRA``: ``src[:dst[:ro|rw]]`` binds with absolute paths, as
+    Apptainer's ``-B`` takes them, separated by commas or blanks (OSG's pilot splits
+    the list on both)."""
+    specs = [item for item in re.split(r"[\s,]+", raw.strip()) if item]
     for spec in specs:
         parts = spec.split(":")
         options_ok = len(parts) < 3 or parts[2] in ("ro", "rw")
@@ -419,21 +493,70 @@ def parse_bind_list(raw: str) -> tuple[str, ...]:
     return tuple(specs)
 
 
+JOB_ENV_FIX = (
+    "write NAME=VALUE entries separated by blanks, in HTCondor's environment syntax: "
+    "quote a value with blanks in single quotes (NAME='a b'), write '' for a quote "
+    'inside them and "" for a double quote'
+)
+JOB_ENV_CONFIG_FIX = (
+    "write the value without '$' or backslashes: the jobs' environment is part of "
+    "HTCondor's configuration, where '$(...)' expands a macro and '\\' continues a line"
+)
+
+
+def _condor_environment_entries(text: str) -> list[str]:
+    """The entries of HTCondor's quoted environment syntax (condor_submit's
+    ``environment = "..."``, without the outer double quotes): blanks separate
+    entries except inside single quotes, ``''`` inside single quotes is a single
+    quote, ``""`` anywhere is a double quote."""
+    entries: list[str] = []
+    current: list[str] = []
+    started = quoted = False
+    i = 0
+    while i < len(text):
+        ch, following = text[i], text[i + 1 : i + 2]
+        i += 1
+        if ch == '"':
+            if following != '"':
+                raise Invalid("has a lone double quote", JOB_ENV_FIX)
+            current.append('"')
+            started, i = True, i + 1
+        elif ch == "'" and quoted and following == "'":
+            current.append("'")
+            i += 1
+        elif ch == "'":
+            quoted, started = not quoted, True
+        elif ch in " \t" and not quoted:
+            if started:
+                entries.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(ch)
+            started = True
+    if quoted:
+        raise Invalid("has a single quote that is not closed", JOB_ENV_FIX)
+    if started:
+        entries.append("".join(current))
+    return entries
+
+
 def parse_job_env(raw: str) -> tuple[tuple[str, str], ...]:
-    """``EXTRA_JOB_ENV``: space-separated ``NAME=VALUE`` pairs added to every job's environment."""
+    """``EXTRA_JOB_ENV``: entries added to every job's environment, in HTCondor's quoted
+    environment syntax as OSG's container takes it (SPEC 4.1): ``A=1 B='x y'``, also
+    with condor_submit's outer double quotes (``"A=1 B='x y'"``)."""
+    text = raw.strip()
+    if text.startswith('"') and not text.startswith('""') and text.endswith('"') and len(text) > 1:
+        text = text[1:-1]
     pairs: list[tuple[str, str]] = []
-    for item in raw.split():
-        name, sep, value = item.partition("=")
+    for entry in _condor_environment_entries(text):
+        name, sep, value = entry.partition("=")
         if not sep or not _ENV_NAME.fullmatch(name):
-            raise Invalid(f"{shown(item)} is not NAME=VALUE", "write NAME=VALUE pairs with spaces")
+            raise Invalid(f"{shown(entry)} is not NAME=VALUE", JOB_ENV_FIX)
         if name.upper().startswith("_CONDOR_") or name == "TOKEN":
             raise Invalid(f"{name} may not be set for jobs", "remove it from EXTRA_JOB_ENV")
         reason = config_unsafe_reason(value)
-        if reason or any(ch in value for ch in "\"'"):
-            raise Invalid(
-                f"the value of {name} {reason or 'contains a quote'}",
-                "use plain values without quotes, '$' or backslashes",
-            )
+        if reason:
+            raise Invalid(f"the value of {name} {reason}", JOB_ENV_CONFIG_FIX)
         pairs.append((name, value))
     return tuple(pairs)
 

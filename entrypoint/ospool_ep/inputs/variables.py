@@ -50,6 +50,24 @@ class Variable:
     lists, ClassAd expressions), so the launcher's file may hold them unquoted."""
     display: Callable[[Any], str] = str
     """How a valid value is shown in ``ospool-ep check``'s PASS line."""
+    lenient: bool = False
+    """A bad value is a WARN and the variable stays unset, not a FAIL: the variable is
+    often set for other programs (container engines inject proxy settings into every
+    container), and the pilot can do without it."""
+    not_acted_on: str = ""
+    """For a variable OSG's container (or its RPM) reads and this pilot does not act
+    on: what upstream does with it. Its value is checked, and one that asks for
+    something this pilot does not do is a WARN naming it (SPEC 4.1, 11: never
+    silently dropped)."""
+    inert: Callable[[Any], bool] = lambda _value: False
+    """For a not-acted-on variable: True for a value that asks for nothing this
+    pilot does not do anyway (no WARN)."""
+
+    def unheeded(self, value: Any) -> str | None:
+        """The WARN message for a set ``value`` this pilot will not act on, or None."""
+        if not self.not_acted_on or self.inert(value):
+            return None
+        return f"is accepted but not acted on by this pilot: {self.not_acted_on}"
 
 
 def _int(low: int, high: int | None = None, unit: str = "") -> Callable[[str], int]:
@@ -58,6 +76,17 @@ def _int(low: int, high: int | None = None, unit: str = "") -> Callable[[str], i
 
 def _optional_url(url: str | None) -> str:
     return v.redact_url(url) if url else ""
+
+
+def _pool_shown(pool: str) -> str:
+    return pool if pool in POOL_NAMES else f"{pool} (a central manager's host)"
+
+
+def _distribution_shown(entries: tuple[tuple[int, str], ...]) -> str:
+    return " ".join(f"{percent}%__{image}" for percent, image in entries)
+
+
+_NO_LONGER_READ = "OSG's container no longer reads it"
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -85,6 +114,7 @@ VARIABLES: tuple[Variable, ...] = (
         lambda raw: v.parse_pool(raw, known=POOL_NAMES),
         "pool name or host",
         default="ospool",
+        display=_pool_shown,
     ),
     Variable("CONDOR_HOST", "condor_host", v.parse_collector_list, "central manager override"),
     Variable("ITB", "itb", v.parse_bool, "join the ITB pool", default=False),
@@ -172,6 +202,8 @@ VARIABLES: tuple[Variable, ...] = (
         "extra binds",
         default=(),
         display=",".join,
+        not_acted_on="OSG's container binds these paths into every job's Apptainer "
+        "container; this pilot does not bind them yet",
     ),
     Variable(
         "EXTRA_JOB_ENV",
@@ -186,6 +218,140 @@ VARIABLES: tuple[Variable, ...] = (
         "apptainer_registry_mirror",
         v.parse_registry_mirror,
         "registry mirror",
+        not_acted_on="OSG's container makes Apptainer pull docker.io images through "
+        "this mirror; this pilot does not configure Apptainer's registries",
+    ),
+    # OSG's pilot passes these on to every job when they are set in its environment.
+    Variable(
+        "http_proxy",
+        "job_http_proxy",
+        v.parse_proxy_setting,
+        "jobs' HTTP proxy",
+        credentials=True,
+        lenient=True,
+        display=v.redact_credentials,
+    ),
+    Variable(
+        "https_proxy",
+        "job_https_proxy",
+        v.parse_proxy_setting,
+        "jobs' HTTPS proxy",
+        credentials=True,
+        lenient=True,
+        display=v.redact_credentials,
+    ),
+    Variable(
+        "FTP_PROXY",
+        "job_ftp_proxy",
+        v.parse_proxy_setting,
+        "jobs' FTP proxy",
+        credentials=True,
+        lenient=True,
+        display=v.redact_credentials,
+    ),
+    Variable("OSG_HOSTNAME", "osg_hostname", v.parse_host_name, "host name for jobs", lenient=True),
+    # -- read by OSG's container, not acted on here (yet) ------------------------
+    Variable(
+        "ENABLE_REMOTE_SYSLOG",
+        "enable_remote_syslog",
+        v.parse_bool,
+        "central syslog",
+        default=True,
+        not_acted_on="OSG's container sends its logs to OSG's central syslog; "
+        "this pilot's logs go to its standard output only",
+        inert=lambda enabled: not enabled,
+    ),
+    Variable(
+        "SYSLOG_HOST",
+        "syslog_host",
+        v.parse_host_name,
+        "syslog server",
+        default="syslog.osg.chtc.io",
+        not_acted_on="the syslog server OSG's container sends its logs to (port 6514, TLS)",
+    ),
+    Variable(
+        "REGISTRY_HOST",
+        "registry_host",
+        v.parse_host_name,
+        "token registry",
+        not_acted_on="the token registry OSG's container gets its syslog client certificate from",
+    ),
+    Variable(
+        "CCB_RANGE_LOW",
+        "ccb_range_low",
+        _int(1, 65535, "(a port)"),
+        "lowest CCB port",
+        not_acted_on="with CCB_RANGE_HIGH, OSG's container uses a random port in that "
+        "range on each central manager as CCB",
+    ),
+    Variable(
+        "CCB_RANGE_HIGH",
+        "ccb_range_high",
+        _int(1, 65535, "(a port)"),
+        "highest CCB port",
+        not_acted_on="with CCB_RANGE_LOW, OSG's container uses a random port in that "
+        "range on each central manager as CCB",
+    ),
+    Variable(
+        "GARBAGE_COLLECTION",
+        "garbage_collection",
+        v.parse_bool,
+        "remove dead pilots' files",
+        default=True,
+        not_acted_on="this pilot always removes the directories of dead pilots under "
+        "PILOT_DIR; that cannot be turned off",
+        inert=bool,
+    ),
+    Variable(
+        "OSG_INSTITUTION_ID",
+        "institution_id",
+        v.parse_ad_string,
+        "OSG institution ID",
+        not_acted_on="OSG's container publishes it in the slot ad as OSG_INSTITUTION_ID",
+    ),
+    Variable(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+        "default_container_distribution",
+        v.parse_image_distribution,
+        "default job images",
+        default=((10, "htc/rocky:8"), (90, "htc/rocky:9")),
+        display=_distribution_shown,
+        not_acted_on="OSG's container picks the default image of jobs that name none "
+        "from these weights",
+    ),
+    Variable(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU",
+        "default_container_distribution_gpu",
+        v.parse_image_distribution,
+        "default GPU job images",
+        default=((100, "htc/rocky:9-cuda-12.6.0"),),
+        display=_distribution_shown,
+        not_acted_on="OSG's container picks the default image of GPU jobs that name none "
+        "from these weights",
+    ),
+    Variable(
+        "SUPERVISORD_RESTART_POLICY",
+        "supervisord_restart_policy",
+        lambda raw: v.parse_choice(raw, ("true", "false", "unexpected"), "a restart policy"),
+        "condor_master restarts",
+        not_acted_on="OSG's container restarts condor_master by this supervisord policy; "
+        "this pilot ends when condor_master ends, and its orchestrator restarts it",
+    ),
+    # -- keys OSG's RPM still ships in /etc/osg/ospool-ep.cfg ----------------------
+    Variable(
+        "ALLOW_CPUJOB_ON_GPUSLOT",
+        "allow_cpujob_on_gpuslot",
+        v.parse_condor_knob_value,
+        "(no longer used)",
+        not_acted_on=f"{_NO_LONGER_READ}; CPU-only jobs run on a GPU slot only "
+        "while 8 CPUs and 32 GB per free GPU stay free",
+    ),
+    Variable(
+        "CONTAINER_PILOT_USE_JOB_HOOK",
+        "container_pilot_use_job_hook",
+        v.parse_condor_knob_value,
+        "(no longer used)",
+        not_acted_on=f"{_NO_LONGER_READ}; HTCondor runs container jobs itself",
     ),
     Variable(
         "SHUTDOWN_GRACE_SECONDS",

@@ -26,7 +26,7 @@ from ospool_ep.detect.offer import decide_offer
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.inputs import attributes, policy
 from ospool_ep.inputs import tokens as tokens_mod
-from ospool_ep.inputs.pools import resolve_pool
+from ospool_ep.inputs.pools import POOLS, resolve_pool
 from ospool_ep.inputs.settings import Settings, input_files, load_settings
 from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.render import PilotPlan
@@ -151,7 +151,9 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         pool=settings.pool, itb=settings.itb, condor_host=settings.condor_host, rng=host.rng
     )
     findings.passed("pool", f"{pool.name}: collectors {pool.collector_host}")
-    pool_itb = pool.itb if pool.name in ("prod-ospool", "itb-ospool") else None
+    # START's ITB clause follows the pool joined, as in OSG's container: ITB=true
+    # with POOL=prod-ospool joins production and keeps ITB-only jobs off.
+    pool_itb = POOLS[pool.name].itb if pool.name in ("prod-ospool", "itb-ospool") else None
     name = policy.pilot_name(
         resource_name=settings.resource_name,
         hostname=host.hostname,

@@ -146,18 +146,39 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _environment_entry(name: str, value: str) -> str:
+    """``NAME=value`` in HTCondor's quoted environment syntax (condor_submit(1),
+    ``environment``), for inside STARTER_JOB_ENVIRONMENT's double quotes: a double
+    quote is doubled; a value with a blank or a single quote is put in single
+    quotes, where a single quote is doubled. Names are plain; values hold no
+    newline, ``$`` or backslash (checked on input and again by ``_checked``)."""
+    if any(ch.isspace() or ch == "'" for ch in value):
+        value = "'" + value.replace("'", "''") + "'"
+    return f"{name}={value}".replace('"', '""')
+
+
 def job_environment(settings: Settings) -> list[str]:
-    """``NAME=value`` words for STARTER_JOB_ENVIRONMENT (values are validated plain words)."""
-    words = [
-        f"GLIDEIN_Site={settings.site}",
-        f"GLIDEIN_ResourceName={settings.resource_name}",
-        f"OSG_SITE_NAME={settings.resource_name}",
+    """The entries of STARTER_JOB_ENVIRONMENT, quoted (:func:`_environment_entry`)."""
+    pairs = [
+        ("GLIDEIN_Site", settings.site),
+        ("GLIDEIN_ResourceName", settings.resource_name),
+        ("OSG_SITE_NAME", settings.resource_name),
     ]
+    # As OSG's pilot: the squid is the jobs' http_proxy; else the pilot's own proxy
+    # settings are passed on (its additional-htcondor-config).
     if settings.squid_url:
-        words += [f"OSG_SQUID_LOCATION={settings.squid_url}", f"http_proxy={settings.squid_url}"]
-    words += [f"{name}={value}" for name, value in settings.extra_job_env]
-    # Site names may contain spaces: HTCondor's environment syntax quotes with '.
-    return [w if " " not in w else w.replace("=", "='", 1) + "'" for w in words]
+        pairs += [("OSG_SQUID_LOCATION", settings.squid_url), ("http_proxy", settings.squid_url)]
+    elif settings.job_http_proxy:
+        pairs.append(("http_proxy", settings.job_http_proxy))
+    for name, value in (
+        ("https_proxy", settings.job_https_proxy),
+        ("FTP_PROXY", settings.job_ftp_proxy),
+        ("OSG_HOSTNAME", settings.osg_hostname),
+    ):
+        if value:
+            pairs.append((name, value))
+    pairs += settings.extra_job_env
+    return [_environment_entry(name, value) for name, value in pairs]
 
 
 def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str]:

@@ -97,7 +97,6 @@ BAD = [
     Bad("memory-word", "MEMORY=lots\n", 3, "MEMORY: 'lots' is not a whole number"),
     Bad("hours-negative", "ACCEPT_JOBS_FOR_HOURS=-1\n", 3, "out of range"),
     Bad("pool-unknown", "POOL=osppol\n", 3, "POOL: 'osppol' is not a known pool"),
-    Bad("itb-with-prod", "ITB=true\nPOOL=prod-ospool\n", 3, "ITB=true conflicts"),
     Bad("walltime-vs-grace", "PILOT_WALLTIME=20\n", 3, "not longer than SHUTDOWN_GRACE"),
     Bad(
         "site-dollar",
@@ -111,7 +110,9 @@ BAD = [
     Bad("relative-token", "TOKEN_LOCATION=ospool-ep.tkn\n", 3, "not an absolute path"),
     Bad("colon-in-path", "WORKER_TEMP_DIR=/scratch:rw\n", 3, "contains ':'"),
     Bad("bad-bool", "PROVIDE_NVIDIA_GPU=maybe\n", 3, "'maybe' is not a boolean"),
-    Bad("pilot-bool-upstream-word", "ITB=on\n", 3, "ITB: 'on' is not a boolean"),
+    Bad("pilot-bool", "ITB=sometimes\n", 3, "ITB: 'sometimes' is not a boolean"),
+    Bad("job-env-open-quote", 'EXTRA_JOB_ENV="A=\'x y"\n', 3, "not closed"),
+    Bad("ccb-range-port", "CCB_RANGE_LOW=70000\n", 3, "CCB_RANGE_LOW: 70000 is out of range"),
     Bad("engine", "CONTAINER_ENGINE=lxc\n", 3, "not one of docker, podman"),
     Bad("image", "IMAGE=-v /:/host\n", 3, "not an image reference"),
     Bad(
@@ -195,6 +196,13 @@ def test_a_file_of_unknown_keys_fails_for_the_two_required_ones() -> None:
         ("PILOT_WALLTIME=1-12:00:00", "PILOT_WALLTIME", None),
         ("CONDOR_HOST=cm1.example.org:9618, cm2.example.org", "CONDOR_HOST", None),
         ("POOL=cm.example.org:9618", "POOL", None),
+        # What OSG's container and RPM accept (SPEC 4.1, 11).
+        ("POOL=htcondor-cm", "POOL", None),
+        ("ITB=on", "ITB", None),
+        ("OSG_SQUID_LOCATION=squid.example.edu", "OSG_SQUID_LOCATION", None),
+        ("SINGULARITY_BIND_EXTRA=/data:/data:ro /scratch", "SINGULARITY_BIND_EXTRA", None),
+        ("EXTRA_JOB_ENV=\"A=1 B='x y'\"", "EXTRA_JOB_ENV", "A=1 B='x y'"),
+        ("EXTRA_JOB_ENV=A=1 B='x y'", "EXTRA_JOB_ENV", "A=1 B='x y'"),
         (
             "CVMFSEXEC_REPOS='oasis.opensciencegrid.org singularity.opensciencegrid.org'",
             "CVMFSEXEC_REPOS",
@@ -231,6 +239,56 @@ def test_an_unknown_key_is_a_warning_with_a_guess() -> None:
     assert any(s == f"{SOURCE}:5" and "did you mean NUM_CPUS?" in m for s, m in messages)
     assert config.get("WORK_TEMP_DIR") == "/scratch"  # kept, but never passed on
     assert "WORK_TEMP_DIR" not in [name for name, _, _ in config.pilot_variables()]
+
+
+def test_itb_with_a_production_pool_is_a_good_file() -> None:
+    """ITB=true with POOL=prod-ospool joins production, as OSG's container does."""
+    config = parse(MINIMAL + "ITB=true\nPOOL=prod-ospool\n")
+    assert not config.problems
+
+
+UPSTREAM_RPM_FILE = MINIMAL.join(
+    (
+        "# The shape of /etc/osg/ospool-ep.cfg from OSG's ospool-ep RPM, filled in\n"
+        "WORKER_TEMP_DIR=\nPROVIDE_NVIDIA_GPU=false\nTOKEN_LOCATION=/etc/osg/ospool-ep.tkn\n",
+        "BIND_MOUNT_CVMFS=false\nCVMFSEXEC_REPOS=\nCVMFS_HTTP_PROXY=\nCVMFS_QUOTA_LIMIT=\n"
+        "CVMFSEXEC_DEBUG=false\nNUM_CPUS=\nMEMORY=\nACCEPT_JOBS_FOR_HOURS=62\n"
+        "RETIREMENT_HOURS=10\nACCEPT_IDLE_MINUTES=30\nOSG_SQUID_LOCATION=\n"
+        "SINGULARITY_BIND_EXTRA=\nOSG_PROJECT_NAME=\nGLIDEIN_Start_Extra=\n"
+        "ALLOW_CPUJOB_ON_GPUSLOT=false\nCONTAINER_PILOT_USE_JOB_HOOK=true\n"
+        "GLIDEIN_RANDOMIZE_NAME=false\nENABLE_REMOTE_SYSLOG=true\nITB=false\n",
+    )
+)
+
+
+def test_upstreams_rpm_file_has_no_fail_and_warns_about_each_key_not_acted_on() -> None:
+    """A site's file from OSG's RPM parses unchanged (SPEC 11); each key the pilot does
+    not act on is a WARN naming it at its line, none is dropped silently."""
+    config = parse(UPSTREAM_RPM_FILE)
+    assert not fails(config), config.problems
+    warned = {p.message.split(" ", 1)[0]: p.subject for p in warns(config)}
+    where = {
+        line.split("=", 1)[0]: f"{SOURCE}:{number}"
+        for number, line in enumerate(UPSTREAM_RPM_FILE.split("\n"), start=1)
+    }
+    unheeded = ("ALLOW_CPUJOB_ON_GPUSLOT", "CONTAINER_PILOT_USE_JOB_HOOK", "ENABLE_REMOTE_SYSLOG")
+    assert warned == {key: where[key] for key in unheeded}
+    assert all("is accepted but not acted on by this pilot" in p.message for p in warns(config))
+
+
+def test_a_bad_proxy_for_jobs_is_a_warning_at_its_line_not_a_failure() -> None:
+    config = parse(MINIMAL + "https_proxy='http://proxy:3128 corp'\n")
+    assert not fails(config)
+    [warn] = warns(config)
+    assert (warn.subject, warn.message) == (
+        f"{SOURCE}:3",
+        "https_proxy: is not a plain proxy address: contains spaces or quotes",
+    )
+
+
+def test_a_key_not_acted_on_with_a_value_that_asks_nothing_is_not_a_warning() -> None:
+    config = parse(MINIMAL + "ENABLE_REMOTE_SYSLOG=off\nGARBAGE_COLLECTION=1\n")
+    assert not config.problems
 
 
 def test_a_case_slip_is_guessed_by_name() -> None:
@@ -317,7 +375,14 @@ def test_the_launcher_checks_each_pilot_value_with_the_pilots_own_parser() -> No
 
 def test_values_that_may_carry_credentials_never_go_on_the_engines_command_line() -> None:
     secret = {k.name for k in lkeys.KEYS if k.role == lkeys.Role.PILOT_SECRET}
-    assert secret == {"CVMFS_HTTP_PROXY", "NOTIFY_START_URL", "NOTIFY_STOP_URL"}
+    assert secret == {
+        "CVMFS_HTTP_PROXY",
+        "NOTIFY_START_URL",
+        "NOTIFY_STOP_URL",
+        "http_proxy",
+        "https_proxy",
+        "FTP_PROXY",
+    }
 
 
 # ---------------------------------------------------------------------------

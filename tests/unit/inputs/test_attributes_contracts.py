@@ -276,6 +276,17 @@ REPORTS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     ("accepted", "A = 1\n# B = 2\n\nC = 'x#y' == \"#\"", ["PASS  f: 2 extra attributes: A, C"]),
+    ("one", 'GLIDEIN_Country = "US"', ["PASS  f: 1 extra attribute: GLIDEIN_Country"]),
+    # What OSG's guide invites and a site may publish (SPEC 5.4).
+    (
+        "invited",
+        'KUBERNETES_NAMESPACE = "osg"\nKUBERNETES_DEPLOYMENT = "ep"\nGLIDEIN_Country = "US"\n'
+        'WorkerGroupName = "rack-7"',
+        [
+            "PASS  f: 4 extra attributes: KUBERNETES_NAMESPACE, KUBERNETES_DEPLOYMENT, "
+            "GLIDEIN_Country, WorkerGroupName"
+        ],
+    ),
     ("nothing", "# only a comment\n", ["PASS  f: no extra attributes"]),
 ]
 
@@ -338,7 +349,7 @@ def test_the_file_level_findings_name_the_file_and_the_fix(tmp_path: Path) -> No
 def test_a_file_of_exactly_one_mib_is_read_and_one_byte_more_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "extra.cfg"
     path.write_bytes(b"A = 1\n" + b"#" * (1024 * 1024 - 7) + b"\n")
-    assert lines_for(path) == ["PASS  P: 1 extra attributes: A"]
+    assert lines_for(path) == ["PASS  P: 1 extra attribute: A"]
     path.write_bytes(b"A = 1\n" + b"#" * (1024 * 1024 - 6) + b"\n")
     assert lines_for(path) == [
         "FAIL  P: is larger than 1024 KiB; an extra-attributes file has a few lines -- "

@@ -103,14 +103,31 @@ def test_other_reasons_leave_the_fix_to_the_caller(reason: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "kind"),
-    [('"yes"', "str"), ("5", "int"), ("2.5", "float"), ("{1, 2}", "list")],
+    [
+        ('"yes"', "str"),
+        ("5", "int"),
+        ("2.5", "float"),
+        ("{1, 2}", "list"),
+        ("[a = 1]", "record ([...])"),
+        ("[]", "record ([...])"),
+        ('absTime("2024-01-01T00:00:00Z")', "datetime"),
+    ],
 )
 def test_a_constant_that_is_not_a_boolean_can_never_be_a_start_clause(text: str, kind: str) -> None:
     assert boolean_expression_error(text) == f"is a constant {kind}, not a boolean"
 
 
 @pytest.mark.parametrize(
-    "text", ["True", "false", 'TARGET.ProjectName == "X"', "Memory", "undefined", "error"]
+    "text",
+    [
+        "True",
+        "false",
+        'TARGET.ProjectName == "X"',
+        "Memory",
+        "undefined",
+        "error",
+        "[a = 1].a == 1",
+    ],
 )
 def test_booleans_and_clauses_that_depend_on_the_job_are_left_to_htcondor(text: str) -> None:
     assert boolean_expression_error(text) is None

@@ -23,6 +23,14 @@ MINIMAL = {"GLIDEIN_Site": "Example Site", "GLIDEIN_ResourceName": "Example_CE"}
 OVERRIDE_FIX = "remove it unless you mean to change the pilot's behaviour"
 
 
+def unheeded(name: str, what_upstream_does: str) -> str:
+    """The WARN line for a variable OSG's container reads and this pilot does not act on."""
+    return (
+        f"WARN  {name}: is accepted but not acted on by this pilot: {what_upstream_does} -- "
+        f"nothing to fix if that is fine; unset {name} to silence this"
+    )
+
+
 def lines(environ: Mapping[str, str | None]) -> tuple[Settings | None, list[str]]:
     """``load_settings`` on MINIMAL plus ``environ`` (None drops a variable): the result and
     every line that is not a plain PASS of one variable."""
@@ -71,13 +79,171 @@ REPORTS: list[tuple[str, dict[str, str | None], bool, list[str]]] = [
         False,
         ["FAIL  CVMFS_MODE: 'fuse' is not a CVMFS mode -- use auto, bind, cvmfsexec or none"],
     ),
+    # ITB with a production pool joins that pool, as OSG's container does (SPEC 4.1).
+    ("itb-with-production", {"ITB": "yes", "POOL": "PROD-OSPOOL"}, True, []),
     (
-        "itb-with-production",
-        {"ITB": "yes", "POOL": "PROD-OSPOOL"},
+        "condor-host-with-a-bad-pool",
+        {"CONDOR_HOST": "cm.example.org", "POOL": "prod-ospol"},
         False,
         [
-            "FAIL  ITB: ITB=true conflicts with POOL=prod-ospool -- use POOL=itb-ospool "
-            "(or POOL=ospool with ITB=true), or unset ITB"
+            "FAIL  POOL: 'prod-ospol' is not a known pool; did you mean prod-ospool? -- "
+            "write POOL=prod-ospool, or host:port if 'prod-ospol' is a central manager"
+        ],
+    ),
+    (
+        "lenient-proxy",
+        {"https_proxy": "http://proxy:3128 # corp"},
+        True,
+        [
+            "WARN  https_proxy: is not a plain proxy address: contains spaces or quotes; not "
+            "passed on to jobs -- write http://host:port (or host:port) without quotes to pass "
+            "it on"
+        ],
+    ),
+    # Read by OSG's container and not acted on here: a WARN naming each (SPEC 4.1).
+    (
+        "remote-syslog-on",
+        {"ENABLE_REMOTE_SYSLOG": "true"},
+        True,
+        [
+            "WARN  ENABLE_REMOTE_SYSLOG: is accepted but not acted on by this pilot: OSG's "
+            "container sends its logs to OSG's "
+            "central syslog; this pilot's logs go to its standard output only -- "
+            "nothing to fix if that is fine; unset ENABLE_REMOTE_SYSLOG to silence this"
+        ],
+    ),
+    ("remote-syslog-off", {"ENABLE_REMOTE_SYSLOG": "off"}, True, []),
+    (
+        "syslog-host",
+        {"SYSLOG_HOST": "syslog.example.org"},
+        True,
+        [
+            unheeded(
+                "SYSLOG_HOST",
+                "the syslog server OSG's container sends its logs to (port 6514, TLS)",
+            )
+        ],
+    ),
+    (
+        "registry-host",
+        {"REGISTRY_HOST": "os-registry.example.org"},
+        True,
+        [
+            unheeded(
+                "REGISTRY_HOST",
+                "the token registry OSG's container gets its syslog client certificate from",
+            )
+        ],
+    ),
+    (
+        "ccb-range",
+        {"CCB_RANGE_LOW": "10576", "CCB_RANGE_HIGH": "10599"},
+        True,
+        [
+            unheeded(
+                "CCB_RANGE_LOW",
+                "with CCB_RANGE_HIGH, OSG's container uses a random port in that range on "
+                "each central manager as CCB",
+            ),
+            unheeded(
+                "CCB_RANGE_HIGH",
+                "with CCB_RANGE_LOW, OSG's container uses a random port in that range on each"
+                " central manager as CCB",
+            ),
+        ],
+    ),
+    ("garbage-collection-on", {"GARBAGE_COLLECTION": "1"}, True, []),
+    (
+        "garbage-collection-off",
+        {"GARBAGE_COLLECTION": "0"},
+        True,
+        [
+            "WARN  GARBAGE_COLLECTION: is accepted but not acted on by this pilot: this pilot"
+            " always removes the directories of "
+            "dead pilots under PILOT_DIR; that cannot be turned off -- "
+            "nothing to fix if that is fine; unset GARBAGE_COLLECTION to silence this"
+        ],
+    ),
+    (
+        "institution-id",
+        {"OSG_INSTITUTION_ID": "https://osg-htc.org/iid/05ejpqr48"},
+        True,
+        [
+            unheeded(
+                "OSG_INSTITUTION_ID",
+                "OSG's container publishes it in the slot ad as OSG_INSTITUTION_ID",
+            )
+        ],
+    ),
+    (
+        "default-images",
+        {
+            "OSG_DEFAULT_CONTAINER_DISTRIBUTION": "100%__htc/rocky:9",
+            "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU": "100%__htc/rocky:9-cuda-12.6.0",
+        },
+        True,
+        [
+            "WARN  OSG_DEFAULT_CONTAINER_DISTRIBUTION: is accepted but not acted on by this "
+            "pilot: OSG's container picks the "
+            "default image of jobs that name none from these weights -- "
+            "nothing to fix if that is fine; unset OSG_DEFAULT_CONTAINER_DISTRIBUTION to "
+            "silence this",
+            "WARN  OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU: is accepted but not acted on by "
+            "this pilot: OSG's container picks the "
+            "default image of GPU jobs that name none from these weights -- "
+            "nothing to fix if that is fine; unset OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU to "
+            "silence this",
+        ],
+    ),
+    (
+        "supervisord-restart-policy",
+        {"SUPERVISORD_RESTART_POLICY": "true"},
+        True,
+        [
+            unheeded(
+                "SUPERVISORD_RESTART_POLICY",
+                "OSG's container restarts condor_master by this supervisord policy; this "
+                "pilot ends when condor_master ends, and its orchestrator restarts it",
+            )
+        ],
+    ),
+    (
+        "bind-extra",
+        {"SINGULARITY_BIND_EXTRA": "/data:/data:ro /scratch"},
+        True,
+        [
+            "WARN  SINGULARITY_BIND_EXTRA: is accepted but not acted on by this pilot: OSG's "
+            "container binds these paths into "
+            "every job's Apptainer container; this pilot does not bind them yet -- "
+            "nothing to fix if that is fine; unset SINGULARITY_BIND_EXTRA to silence this"
+        ],
+    ),
+    (
+        "registry-mirror",
+        {"APPTAINER_REGISTRY_MIRROR": "mirror.example.org/dockerhub"},
+        True,
+        [
+            unheeded(
+                "APPTAINER_REGISTRY_MIRROR",
+                "OSG's container makes Apptainer pull docker.io images through this mirror; "
+                "this pilot does not configure Apptainer's registries",
+            )
+        ],
+    ),
+    (
+        "rpm-keys-no-longer-read",
+        {"ALLOW_CPUJOB_ON_GPUSLOT": "false", "CONTAINER_PILOT_USE_JOB_HOOK": "true"},
+        True,
+        [
+            unheeded(
+                "ALLOW_CPUJOB_ON_GPUSLOT",
+                "OSG's container no longer reads it; CPU-only jobs run on a GPU slot only "
+                "while 8 CPUs and 32 GB per free GPU stay free",
+            ),
+            unheeded(
+                "CONTAINER_PILOT_USE_JOB_HOOK",
+                "OSG's container no longer reads it; HTCondor runs container jobs itself",
+            ),
         ],
     ),
     (

@@ -26,7 +26,17 @@ EXPRESSION_FIX = (
     'give one ClassAd boolean expression on one line, e.g. TARGET.ProjectName == "MyProject"'
 )
 URL_FIX = "write http://host[:port]/path or https://..."
-JOB_ENV_FIX = "use plain values without quotes, '$' or backslashes"
+JOB_ENV_FIX = (
+    "write NAME=VALUE entries separated by blanks, in HTCondor's environment syntax: "
+    "quote a value with blanks in single quotes (NAME='a b'), write '' for a quote "
+    'inside them and "" for a double quote'
+)
+JOB_ENV_CONFIG_FIX = (
+    "write the value without '$' or backslashes: the jobs' environment is part of "
+    "HTCondor's configuration, where '$(...)' expands a macro and '\\' continues a line"
+)
+POOL_FIX = "use one of ospool, itb-ospool, or a central manager's host[:port]"
+DISTRIBUTION_FIX = "give weights that add up to 100, e.g. 10%__htc/rocky:8 90%__htc/rocky:9"
 MACRO = "contains '$', which HTCondor would expand as a macro"
 
 # (id, the parser on a bad value, message, fix)
@@ -35,7 +45,7 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "bool",
         lambda: ev.parse_bool("maybe"),
         "'maybe' is not a boolean",
-        "use true/false, yes/no or 1/0",
+        "use true or false (or yes/no, y/n, t/f, on/off, 1/0)",
     ),
     (
         "int-form",
@@ -176,22 +186,30 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "use a port between 1 and 65535",
     ),
     (
-        "port-missing",
-        lambda: ev.parse_host_port("squid.example.edu", port_required=True),
-        "'squid.example.edu' has no port",
-        "write host:port, e.g. squid.example.edu:3128",
-    ),
-    (
         "collectors",
         lambda: ev.parse_collector_list(" , "),
         "names no host",
         "write host[:port], several separated by commas",
     ),
     (
-        "pool",
-        lambda: ev.parse_pool("nosuchpool", known=KNOWN_POOLS),
-        "'nosuchpool' is not a known pool",
-        "use one of ospool, itb-ospool, or a central manager's host[:port]",
+        "pool-near-miss",
+        lambda: ev.parse_pool("itb-ospol", known=KNOWN_POOLS),
+        "'itb-ospol' is not a known pool; did you mean itb-ospool?",
+        "write POOL=itb-ospool, or host:port if 'itb-ospol' is a central manager",
+    ),
+    (
+        "pool-no-host",
+        lambda: ev.parse_pool("no such pool", known=KNOWN_POOLS),
+        "'no such pool' is neither a known pool nor a central manager's host[:port] "
+        "('no such pool' is not a valid host name)",
+        POOL_FIX,
+    ),
+    (
+        "pool-bad-port",
+        lambda: ev.parse_pool("cm:0", known=KNOWN_POOLS),
+        "'cm:0' is neither a known pool nor a central manager's host[:port] "
+        "(port 0 is out of range)",
+        POOL_FIX,
     ),
     (
         "proxy-credentials",
@@ -301,7 +319,7 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "job-env-form",
         lambda: ev.parse_job_env("FOO"),
         "'FOO' is not NAME=VALUE",
-        "write NAME=VALUE pairs with spaces",
+        JOB_ENV_FIX,
     ),
     (
         "job-env-condor",
@@ -319,21 +337,69 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "job-env-macro",
         lambda: ev.parse_job_env("A=$(HOME)"),
         f"the value of A {MACRO}",
+        JOB_ENV_CONFIG_FIX,
+    ),
+    (
+        "job-env-backslash",
+        lambda: ev.parse_job_env("A='x\\y'"),
+        "the value of A contains a backslash",
+        JOB_ENV_CONFIG_FIX,
+    ),
+    (
+        "job-env-lone-double-quote",
+        lambda: ev.parse_job_env('A="x"'),
+        "has a lone double quote",
         JOB_ENV_FIX,
     ),
     (
-        "job-env-quote",
-        lambda: ev.parse_job_env("A='x'"),
-        "the value of A contains a quote",
+        "job-env-open-single-quote",
+        lambda: ev.parse_job_env("A='x y"),
+        "has a single quote that is not closed",
         JOB_ENV_FIX,
+    ),
+    (
+        "proxy-setting-blank",
+        lambda: ev.parse_proxy_setting("http://proxy:3128 # corp"),
+        "is not a plain proxy address: contains spaces or quotes",
+        "write http://host:port (or host:port) without quotes",
+    ),
+    (
+        "proxy-setting-not-url",
+        lambda: ev.parse_proxy_setting("http://pr\u00f6xy:3128"),
+        "is not a plain proxy address: has characters no URL has",
+        "write http://host:port (or host:port) without quotes",
+    ),
+    (
+        "mirror-path",
+        lambda: ev.parse_registry_mirror("mirror.example.org/a b"),
+        "'mirror.example.org/a b' is not a registry location",
+        "write host[:port][/namespace], e.g. mirror.example.org/dockerhub",
+    ),
+    (
+        "distribution-form",
+        lambda: ev.parse_image_distribution("htc/rocky:9"),
+        "'htc/rocky:9' is not PERCENT%__IMAGE",
+        "e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
+    ),
+    (
+        "distribution-parent",
+        lambda: ev.parse_image_distribution("100%__../etc"),
+        "'100%__../etc' is not PERCENT%__IMAGE",
+        "e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
+    ),
+    (
+        "distribution-over-100",
+        lambda: ev.parse_image_distribution("60%__a 41%__b"),
+        "the weights add up to 101%",
+        DISTRIBUTION_FIX,
+    ),
+    (
+        "distribution-empty",
+        lambda: ev.parse_image_distribution(" "),
+        "names no image",
+        DISTRIBUTION_FIX,
     ),
     # -- shapes of the launcher's own keys (same module: one rule per shape) --
-    (
-        "host-bool",
-        lambda: ev.parse_host_bool("sometimes"),
-        "'sometimes' is not a boolean",
-        "use true or false",
-    ),
     (
         "choice",
         lambda: ev.parse_choice("XML", ("text", "json"), "a log format"),
@@ -496,8 +562,54 @@ ACCEPTED: list[tuple[str, Callable[[], object], object]] = [
     ("path", lambda: ev.parse_abs_path(" /Xdata "), PurePosixPath("/Xdata")),
     ("bind", lambda: ev.parse_bind_list("/a, /b:/c:ro,"), ("/a", "/b:/c:ro")),
     ("job-env", lambda: ev.parse_job_env("MODE=XL  N=4"), (("MODE", "XL"), ("N", "4"))),
-    ("host-bool-on", lambda: ev.parse_host_bool(" On "), True),
-    ("host-bool-f", lambda: ev.parse_host_bool("f"), False),
+    ("bool-on", lambda: ev.parse_bool(" On "), True),
+    ("bool-f", lambda: ev.parse_bool("f"), False),
+    ("bool-y", lambda: ev.parse_bool("Y"), True),
+    ("bool-off", lambda: ev.parse_bool("OFF"), False),
+    ("pool-single-label", lambda: ev.parse_pool(" cm ", known=KNOWN_POOLS), "cm"),
+    ("pool-single-label-port", lambda: ev.parse_pool("cm:9618", known=KNOWN_POOLS), "cm:9618"),
+    ("pool-not-that-near", lambda: ev.parse_pool("ospool-cm", known=KNOWN_POOLS), "ospool-cm"),
+    (
+        "pool-near-miss-with-port",
+        lambda: ev.parse_pool("ospol:9618", known=KNOWN_POOLS),
+        "ospol:9618",
+    ),
+    (
+        "proxy-no-port",
+        lambda: ev.parse_proxy_url("squid.example.edu"),
+        "http://squid.example.edu:3128",
+    ),
+    ("proxy-url-no-port", lambda: ev.parse_proxy_url("http://squid/"), "http://squid:3128"),
+    ("bind-blanks", lambda: ev.parse_bind_list(" /a:/a:ro  /b,/c "), ("/a:/a:ro", "/b", "/c")),
+    (
+        "job-env-quoted-syntax",
+        lambda: ev.parse_job_env("one=1 two=\"\"2\"\" three='spacey ''quoted'' value'"),
+        (("one", "1"), ("two", '"2"'), ("three", "spacey 'quoted' value")),
+    ),
+    (
+        "job-env-outer-double-quotes",
+        lambda: ev.parse_job_env(" \"A=1 B='x y'\" "),
+        (("A", "1"), ("B", "x y")),
+    ),
+    ("job-env-empty-quoted", lambda: ev.parse_job_env("A='' B=x"), (("A", ""), ("B", "x"))),
+    ("job-env-semicolon", lambda: ev.parse_job_env("A=x;y"), (("A", "x;y"),)),
+    (
+        "mirror-namespace",
+        lambda: ev.parse_registry_mirror("mirror.example.org:5000/dockerhub/"),
+        "mirror.example.org:5000/dockerhub/",
+    ),
+    (
+        "proxy-setting",
+        lambda: ev.parse_proxy_setting(" http://u:p%40ss@proxy.example.org:3128/ "),
+        "http://u:p%40ss@proxy.example.org:3128/",
+    ),
+    ("host-name", lambda: ev.parse_host_name(" syslog.example.org "), "syslog.example.org"),
+    (
+        "distribution",
+        lambda: ev.parse_image_distribution(" 10%__htc/rocky:8\t90%__htc/rocky:9 "),
+        ((10, "htc/rocky:8"), (90, "htc/rocky:9")),
+    ),
+    ("distribution-under-100", lambda: ev.parse_image_distribution("5%__a"), ((5, "a"),)),
     ("choice-folded", lambda: ev.parse_choice(" JSON ", ("text", "json"), "a log format"), "json"),
     ("expression-text", lambda: ev.parse_expression_text(" a && b "), "a && b"),
     ("mount-source", lambda: ev.parse_mount_source(" /srv/ospool "), PurePosixPath("/srv/ospool")),

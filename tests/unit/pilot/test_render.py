@@ -135,6 +135,20 @@ def test_job_environment_carries_the_squid_and_extra_variables(tmp_path: Path) -
     assert "FOO=bar" in value
 
 
+def test_a_quoted_extra_job_environment_reaches_htcondor_as_written(tmp_path: Path) -> None:
+    """HTCondor's own config parser reads STARTER_JOB_ENVIRONMENT back with the quoted
+    entries intact (a blank, a single quote and a double quote in values)."""
+    settings = Settings(
+        site="S", resource_name="R", extra_job_env=(("A", "x y"), ("B", "it's"), ("C", '"q"'))
+    )
+    tree, _ = rendered(make_plan(settings), tmp_path)
+    value = read_knobs(tree, "STARTER_JOB_ENVIRONMENT")["STARTER_JOB_ENVIRONMENT"]
+    assert (
+        value
+        == "\"GLIDEIN_Site=S GLIDEIN_ResourceName=R OSG_SITE_NAME=R A='x y' B='it''s' C=\"\"q\"\"\""
+    )
+
+
 def test_the_project_restriction_is_rendered_and_published(tmp_path: Path) -> None:
     tree, _ = rendered(
         make_plan(Settings(site="S", resource_name="R", project_name="Chem")), tmp_path

@@ -17,6 +17,7 @@ import pytest
 from render_plans import make_plan
 
 from ospool_ep.findings import Findings, Kind
+from ospool_ep.inputs import values as ev
 from ospool_ep.inputs.settings import Settings
 from ospool_ep.pilot import render
 
@@ -223,6 +224,65 @@ def test_a_spaced_value_is_quoted_from_its_names_equals_sign_even_if_it_holds_an
     assert render.job_environment(Settings(site="Lab = Main", resource_name="R"))[0] == (
         "GLIDEIN_Site='Lab = Main'"
     )
+
+
+def test_the_pilots_proxy_settings_reach_jobs_and_the_squid_wins_http_proxy() -> None:
+    """As OSG's pilot: http_proxy, https_proxy, FTP_PROXY and OSG_HOSTNAME from the
+    pilot's environment are passed on; OSG_SQUID_LOCATION, when set, is http_proxy."""
+    proxies = {
+        "job_http_proxy": "http://corp:8080",
+        "job_https_proxy": "http://corp:8443",
+        "job_ftp_proxy": "corp:2121",
+        "osg_hostname": "wn1.example.edu",
+    }
+    assert render.job_environment(Settings(site="S", resource_name="R", **proxies))[3:] == [
+        "http_proxy=http://corp:8080",
+        "https_proxy=http://corp:8443",
+        "FTP_PROXY=corp:2121",
+        "OSG_HOSTNAME=wn1.example.edu",
+    ]
+    with_squid = Settings(site="S", resource_name="R", squid_url="http://sq:3128", **proxies)
+    assert render.job_environment(with_squid)[3:6] == [
+        "OSG_SQUID_LOCATION=http://sq:3128",
+        "http_proxy=http://sq:3128",
+        "https_proxy=http://corp:8443",
+    ]
+
+
+def test_quoted_job_environment_values_are_written_in_htcondors_syntax() -> None:
+    """EXTRA_JOB_ENV values with blanks, single and double quotes (accepted in HTCondor's
+    quoted syntax, SPEC 4.1) are written back in that syntax, each one entry."""
+    settings = Settings(
+        site="S",
+        resource_name="R",
+        extra_job_env=(("A", "x y"), ("B", "it's"), ("C", '"q"'), ("D", ""), ("E", "a;b")),
+    )
+    assert render.job_environment(settings)[3:] == [
+        "A='x y'",
+        "B='it''s'",
+        'C=""q""',
+        "D=",
+        "E=a;b",
+    ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "one=1 two=\"\"2\"\" three='spacey ''quoted'' value'",
+        "'A=1 B=2' C='\"\"x\"\" y'",
+        "X='START = True' Y='a\"\" b' Z=",
+    ],
+)
+def test_every_accepted_job_environment_reads_back_as_the_same_entries(raw: str) -> None:
+    """What the pilot writes into STARTER_JOB_ENVIRONMENT's quotes parses back, by the
+    same rules, to exactly the entries the site gave: no value can split into two or
+    swallow the next (values with '$', backslashes or line breaks never get here)."""
+    pairs = ev.parse_job_env(raw)
+    written = " ".join(
+        render.job_environment(Settings(site="S", resource_name="R", extra_job_env=pairs))
+    )
+    assert ev.parse_job_env(written)[3:] == pairs
 
 
 @pytest.fixture
