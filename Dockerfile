@@ -1,6 +1,7 @@
 # ospool-ep: an OSPool backfill Execution Point (SPEC §10).
 #
 # Normal host:   docker build -t ospool-ep .
+#   stable build: docker build --build-arg DEBIAN_SUITE=trixie --build-arg APPTAINER_SUITE= .
 # No registry:   scripts/build-image.sh  (debootstrap base, then
 #                podman build --format docker --build-arg BASE_IMAGE=localhost/debian-<suite>-base:latest)
 #
@@ -8,12 +9,19 @@
 # no HEALTHCHECK, and buildah drops it with only a warning.
 #
 # Variants (build arguments; scripts/build-image.sh sets both from DEBIAN_SUITE):
-#   DEBIAN_SUITE=forky APPTAINER_SUITE=sid   HTCondor 25 from forky (testing), Apptainer
-#                                            from sid: the only sid package (forky has none)
+#   DEBIAN_SUITE=forky APPTAINER_SUITE=sid   the default: HTCondor 25 from forky (testing),
+#                                            Apptainer from sid, the only sid package
+#                                            (forky has none); Python 3.14
 #   DEBIAN_SUITE=trixie APPTAINER_SUITE=     Debian stable: HTCondor 23.9, no Apptainer
-#   DEBIAN_SUITE=sid APPTAINER_SUITE=sid     everything from unstable
+#                                            (trixie packages none); Python 3.13
+#   DEBIAN_SUITE=sid APPTAINER_SUITE=sid     everything from unstable (not tested)
+# Why forky and not sid as the base: testing gets sid's packages after they have
+# gone days without release-critical bugs, so a rebuild is far less likely to meet
+# a half-done transition; only apptainer (a Go program needing libc6, libseccomp2,
+# libsqlite3-0, all satisfied by forky) comes from sid. Why not trixie with sid's
+# condor: condor 25 needs sid's libc6, libssl, perl and Python 3.14 (99 packages).
 
-ARG DEBIAN_SUITE=trixie
+ARG DEBIAN_SUITE=forky
 ARG BASE_IMAGE=debian:${DEBIAN_SUITE}-slim
 
 # ---------------------------------------------------------------------------
@@ -22,7 +30,7 @@ ARG BASE_IMAGE=debian:${DEBIAN_SUITE}-slim
 #   which satisfy the `htcondor` dependency.
 FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_SUITE
-ARG APPTAINER_SUITE=
+ARG APPTAINER_SUITE=sid
 # Suites whose Release file this build may accept past its Valid-Until (this
 # project's package mirror serves a stale sid): only their sources get
 # [check-valid-until=no], and only during this build. scripts/build-image.sh sets
@@ -102,7 +110,7 @@ FROM runtime
 ARG VERSION=0.0.0+unknown
 ARG SOURCE_URL=
 ARG DEBIAN_SUITE
-ARG APPTAINER_SUITE=
+ARG APPTAINER_SUITE=sid
 ARG APT_EXPIRED_SUITES=
 # org.ospool-ep.*: which variant this is (tests/e2e/test_image.py checks each
 # against what the image really has; empty apptainer-suite: no Apptainer), and

@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 IMAGE  ?= localhost/ospool-ep:dev
-# The image's Debian suite (Dockerfile, "Variants"): trixie = stable, HTCondor 23.9,
-# no Apptainer; forky = HTCondor 25 with Apptainer from sid.
-DEBIAN_SUITE ?= trixie
+# The image's Debian suite (Dockerfile, "Variants"): forky = HTCondor 25 with
+# Apptainer from sid; trixie = Debian stable, HTCondor 23.9, no Apptainer.
+DEBIAN_SUITE ?= forky
 BIN    := $(VENV)/bin
 
 .PHONY: help dev host-tools lint typecheck unit test fresh image demo bench clean

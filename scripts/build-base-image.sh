@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build a Debian base image (trixie unless told otherwise) with debootstrap and
+# Build a Debian base image (forky unless told otherwise) with debootstrap and
 # `podman import` it.
 #
-# There is no container registry on these machines, so `debian:trixie-slim`
+# There is no container registry on these machines, so `debian:forky-slim`
 # cannot be pulled (SPEC §10). This makes the equivalent from the Debian
 # mirror the host's apt sources already name.
 #
@@ -10,7 +10,7 @@
 #        scripts/build-base-image.sh --print-mirror
 #   --force    rebuild even when the image exists
 #   --print-mirror  print the mirror it would use and exit
-#   --suite    default: $DEBIAN_SUITE or trixie
+#   --suite    default: $DEBIAN_SUITE or forky (the image's default, Dockerfile)
 #   --image    default: $BASE_IMAGE or localhost/debian-<suite>-base:latest
 #   --mirror   default: $DEBIAN_MIRROR, else the first Debian archive URI in
 #              the host's /etc/apt/sources.list{,.d/*}
@@ -19,7 +19,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 image="${BASE_IMAGE:-}"
-suite="${DEBIAN_SUITE:-trixie}"
+suite="${DEBIAN_SUITE:-forky}"
 mirror="${DEBIAN_MIRROR:-}"
 force=0
 print_mirror=0

@@ -6,7 +6,8 @@
 # Usage: scripts/build-image.sh [extra podman build arguments...]
 # Environment:
 #   IMAGE            tag to build (default localhost/ospool-ep:dev)
-#   DEBIAN_SUITE     the base suite, HTCondor's too (default trixie; forky: HTCondor 25)
+#   DEBIAN_SUITE     the base suite, HTCondor's too (default forky: HTCondor 25;
+#                    trixie: Debian stable, HTCondor 23.9)
 #   APPTAINER_SUITE  where apptainer comes from; empty: no Apptainer
 #                    (default: sid for forky and sid, none for trixie, which has none)
 #   BASE_IMAGE       base to build from (default localhost/debian-<suite>-base:latest,
@@ -16,7 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 image="${IMAGE:-localhost/ospool-ep:dev}"
-suite="${DEBIAN_SUITE:-trixie}"
+suite="${DEBIAN_SUITE:-forky}"
 case "$suite" in
     trixie | stable) default_apptainer="" ;;
     *) default_apptainer=sid ;;

@@ -93,8 +93,8 @@ def check_htcondor_installed(findings: Findings) -> None:
             kind=Kind.ENVIRONMENT,
         )
         return
-    master = find_daemon("condor_master")
-    version = parse_condor_version(daemon_version_output(master)) if master else None
+    tool = find_daemon("condor_version")
+    version = parse_condor_version(version_output(tool)) if tool else None
     found = "condor_master and condor_startd found"
     if version is None:
         findings.passed("HTCondor", found, kind=Kind.ENVIRONMENT)
@@ -115,12 +115,11 @@ def find_daemon(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
 
 
-def daemon_version_output(daemon: str) -> str:
-    """``condor_master -version`` (about 30 ms; it reads no configuration); '' if it fails."""
+def version_output(tool: str) -> str:
+    """What HTCondor's ``condor_version`` prints (about 30 ms); '' if it fails. The tool,
+    not ``condor_master -version``: asking a daemon risks starting one that ignores it."""
     try:
-        result = subprocess.run(
-            [daemon, "-version"], capture_output=True, text=True, timeout=10, check=False
-        )
+        result = subprocess.run([tool], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return result.stdout

@@ -1,7 +1,8 @@
 """`check` names the installed HTCondor's version and warns below the OSPool's series (SPEC 10).
 
 The Debian-stable image carries HTCondor 23.9 (and no Apptainer); the default image 25.
-The daemons here are small scripts that answer ``-version`` as HTCondor's do.
+The version comes from HTCondor's ``condor_version`` tool, never from a daemon;
+the programs here are small scripts that print what HTCondor's do.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ def test_the_version_is_read_from_htcondors_own_version_line(
     assert plan.parse_condor_version(text) == version
 
 
-def daemons(tmp_path: Path, master_says: str, *, exit_code: int = 0) -> Path:
+def daemons(tmp_path: Path, version_says: str, *, exit_code: int = 0) -> Path:
+    """The two daemons (never run by the check) and ``condor_version``."""
     bin_dir = tmp_path / "sbin"
     bin_dir.mkdir()
     for name, text in (
-        ("condor_master", f"#!/bin/sh\nprintf '%s' '{master_says}'\nexit {exit_code}\n"),
+        ("condor_master", '#!/bin/sh\necho started >>"$0.ran"\nsleep 600\n'),
         ("condor_startd", "#!/bin/sh\nexit 0\n"),
+        ("condor_version", f"#!/bin/sh\nprintf '%s' '{version_says}'\nexit {exit_code}\n"),
     ):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -47,11 +50,13 @@ def daemons(tmp_path: Path, master_says: str, *, exit_code: int = 0) -> Path:
 
 
 def htcondor_finding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master_says: str, *, exit_code: int = 0
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_says: str, *, exit_code: int = 0
 ) -> Finding:
-    monkeypatch.setenv("PATH", str(daemons(tmp_path, master_says, exit_code=exit_code)))
+    bin_dir = daemons(tmp_path, version_says, exit_code=exit_code)
+    monkeypatch.setenv("PATH", str(bin_dir))
     findings = Findings()
     plan.check_htcondor_installed(findings)
+    assert not (bin_dir / "condor_master.ran").exists(), "the check must never start a daemon"
     (finding,) = findings
     return finding
 
@@ -74,7 +79,7 @@ def test_a_debian_stable_htcondor_23_is_a_warning_that_names_the_newer_build(
     assert "make image DEBIAN_SUITE=forky" in finding.fix
 
 
-def test_a_master_that_gives_no_version_still_passes(
+def test_an_htcondor_that_gives_no_version_still_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     finding = htcondor_finding(tmp_path, monkeypatch, "no version here", exit_code=1)
