@@ -32,7 +32,7 @@ FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_SUITE
 ARG APPTAINER_SUITE=sid
 # Suites whose Release file this build may accept past its Valid-Until (this
-# project's package mirror serves a stale sid): only their sources get
+# project's package mirror serves forky and sid expired): only their sources get
 # [check-valid-until=no], and only during this build. scripts/build-image.sh sets
 # it after finding the mirror's file expired, and says so; nothing sets it by default.
 ARG APT_EXPIRED_SUITES=
