@@ -1,24 +1,62 @@
 # ospool-ep: an OSPool backfill Execution Point (SPEC §10).
 #
 # Normal host:   docker build -t ospool-ep .
+#   stable build: docker build --build-arg DEBIAN_SUITE=trixie --build-arg APPTAINER_SUITE= .
 # No registry:   scripts/build-image.sh  (debootstrap base, then
-#                podman build --format docker --build-arg BASE_IMAGE=localhost/debian-trixie-base:latest)
+#                podman build --format docker --build-arg BASE_IMAGE=localhost/debian-<suite>-base:latest)
 #
 # Build with `--format docker` under podman/buildah: the OCI image format has
 # no HEALTHCHECK, and buildah drops it with only a warning.
+#
+# Variants (build arguments; scripts/build-image.sh sets both from DEBIAN_SUITE):
+#   DEBIAN_SUITE=forky APPTAINER_SUITE=sid   the default: HTCondor 25 from forky (testing),
+#                                            Apptainer from sid, the only sid package
+#                                            (forky has none); Python 3.14
+#   DEBIAN_SUITE=trixie APPTAINER_SUITE=     Debian stable: HTCondor 23.9, no Apptainer
+#                                            (trixie packages none); Python 3.13
+#   DEBIAN_SUITE=sid APPTAINER_SUITE=sid     everything from unstable (not tested)
+# Why forky and not sid as the base: testing gets sid's packages after they have
+# gone days without release-critical bugs, so a rebuild is far less likely to meet
+# a half-done transition; only apptainer (a Go program needing libc6, libseccomp2,
+# libsqlite3-0, all satisfied by forky) comes from sid. Why not trixie with sid's
+# condor: condor 25 needs sid's libc6, libssl, perl and Python 3.14 (99 packages).
 
-ARG BASE_IMAGE=debian:trixie-slim
+ARG DEBIAN_SUITE=forky
+ARG BASE_IMAGE=debian:${DEBIAN_SUITE}-slim
 
 # ---------------------------------------------------------------------------
-# runtime: HTCondor and the Python dependencies, all from Debian packages.
-#   condor (23.9 in trixie) ships the daemons, the tools and the Python
-#   bindings htcondor2/classad2, which satisfy the `htcondor` dependency.
+# runtime: HTCondor, Apptainer and the Python dependencies, all from Debian packages.
+#   condor ships the daemons, the tools and the Python bindings htcondor2/classad2,
+#   which satisfy the `htcondor` dependency.
 FROM ${BASE_IMAGE} AS runtime
+ARG DEBIAN_SUITE
+ARG APPTAINER_SUITE=sid
+# Suites whose Release file this build may accept past its Valid-Until (this
+# project's package mirror serves forky and sid expired): only their sources get
+# [check-valid-until=no], and only during this build. scripts/build-image.sh sets
+# it after finding the mirror's file expired, and says so; nothing sets it by default.
+ARG APT_EXPIRED_SUITES=
 
 ENV LANG=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive
 
-RUN apt-get update \
+# Apptainer from another suite: a source and an apt pin that let exactly one
+# package (apptainer) come from it, its dependencies from the base suite. The
+# build stages below keep them; the final stage removes them (and any Valid-Until
+# allowance), so images built on this one see only the base suite.
+#
+# Not installed (dpkg path-exclude, on top of the base's docs/man/locale excludes):
+# - /usr/lib/cni: Apptainer's network plugins (66 MB). The pilot's Apptainer runs
+#   unprivileged, and that allows only --network=none, which needs no plugin
+#   ("network requires root or a suid installation"; tried with Apptainer 1.4.5).
+# - /usr/share/bootstrap-html: the HTML manual of Bootstrap, which condor depends on.
+# systemd-standalone-tmpfiles is one of the alternatives condor's cryptsetup-bin
+# depends on; without it apt picks systemd itself (20 MB, no use in a container).
+COPY scripts/image-apt-suite.sh /usr/local/sbin/image-apt-suite
+RUN printf 'path-exclude %s\n' '/usr/lib/cni/*' '/usr/share/bootstrap-html/*' \
+        >/etc/dpkg/dpkg.cfg.d/ospool-ep-unused \
+ && image-apt-suite add "$DEBIAN_SUITE" "$APPTAINER_SUITE" "$APT_EXPIRED_SUITES" \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
         condor \
         python3 \
@@ -26,9 +64,12 @@ RUN apt-get update \
         python3-requests \
         python3-prometheus-client \
         ca-certificates \
+        systemd-standalone-tmpfiles \
+        ${APPTAINER_SUITE:+apptainer squashfuse fuse3} \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log \
- && python3 -c 'import htcondor2, classad2, jinja2, requests, prometheus_client'
+ && python3 -c 'import htcondor2, classad2, jinja2, requests, prometheus_client' \
+ && { [ -z "$APPTAINER_SUITE" ] || apptainer version; }
 
 # ---------------------------------------------------------------------------
 # build: install the project from the build context, without PyPI, into a
@@ -68,6 +109,16 @@ FROM runtime
 # scripts/build-image.sh passes the package version and the git remote.
 ARG VERSION=0.0.0+unknown
 ARG SOURCE_URL=
+ARG DEBIAN_SUITE
+ARG APPTAINER_SUITE=sid
+ARG APT_EXPIRED_SUITES=
+# org.ospool-ep.*: which variant this is (tests/e2e/test_image.py checks each
+# against what the image really has; empty apptainer-suite: no Apptainer), and
+# the suites whose expired Release files the build accepted (images built FROM
+# this one on the same mirror need the same allowance: tests/support/slurm).
+LABEL org.ospool-ep.debian-suite="${DEBIAN_SUITE}" \
+      org.ospool-ep.apptainer-suite="${APPTAINER_SUITE}" \
+      org.ospool-ep.apt-expired-suites="${APT_EXPIRED_SUITES}"
 LABEL org.opencontainers.image.title="ospool-ep" \
       org.opencontainers.image.description="OSPool backfill Execution Point: a supervised HTCondor startd pilot" \
       org.opencontainers.image.source="${SOURCE_URL}" \
@@ -89,7 +140,9 @@ RUN if [ -n "$CVMFSEXEC_VERSION" ]; then \
 
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
 # HTCondor directory (LOCAL_DIR, logs, execute) and must be writable by it.
-RUN useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
+RUN image-apt-suite remove \
+ && rm /usr/local/sbin/image-apt-suite \
+ && useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
  && mkdir -p /pilot /etc/condor/tokens-orig.d /etc/osg \
  && chown osg:osg /pilot \
  && chmod 0755 /pilot \

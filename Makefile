@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 IMAGE  ?= localhost/ospool-ep:dev
+# The image's Debian suite (Dockerfile, "Variants"): forky = HTCondor 25 with
+# Apptainer from sid; trixie = Debian stable, HTCondor 23.9, no Apptainer.
+DEBIAN_SUITE ?= forky
 BIN    := $(VENV)/bin
 
 .PHONY: help dev host-tools lint typecheck unit test fresh image demo bench clean
@@ -11,7 +14,7 @@ help:
 	@echo "make test    - everything CI runs: lint, types, unit and container tests"
 	@echo "make unit    - lint, types and the tests that need no containers"
 	@echo "make fresh   - make unit in a fresh copy of this tree, as a new contributor would"
-	@echo "make image   - build $(IMAGE) (podman; debootstraps a base where no registry is reachable)"
+	@echo "make image   - build $(IMAGE) from Debian $(DEBIAN_SUITE) (podman; debootstraps a base where no registry is reachable)"
 	@echo "make bench   - print the benchmark figures"
 	@echo "make mutate  - mutation score of each pure module (mutmut; minutes per module)"
 
@@ -49,7 +52,7 @@ fresh:
 	scripts/fresh-clone-check.sh unit
 
 image:
-	IMAGE=$(IMAGE) scripts/build-image.sh
+	IMAGE=$(IMAGE) DEBIAN_SUITE=$(DEBIAN_SUITE) scripts/build-image.sh
 
 demo: dev image
 	$(BIN)/python scripts/demo.py

@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Build a Debian trixie base image with debootstrap and `podman import` it.
+# Build a Debian base image (forky unless told otherwise) with debootstrap and
+# `podman import` it.
 #
-# There is no container registry on these machines, so `debian:trixie-slim`
+# There is no container registry on these machines, so `debian:forky-slim`
 # cannot be pulled (SPEC §10). This makes the equivalent from the Debian
 # mirror the host's apt sources already name.
 #
 # Usage: scripts/build-base-image.sh [--force] [--image NAME] [--suite SUITE] [--mirror URL]
+#        scripts/build-base-image.sh --print-mirror
 #   --force    rebuild even when the image exists
-#   --image    default: $BASE_IMAGE or localhost/debian-trixie-base:latest
-#   --suite    default: trixie
+#   --print-mirror  print the mirror it would use and exit
+#   --suite    default: $DEBIAN_SUITE or forky (the image's default, Dockerfile)
+#   --image    default: $BASE_IMAGE or localhost/debian-<suite>-base:latest
 #   --mirror   default: $DEBIAN_MIRROR, else the first Debian archive URI in
 #              the host's /etc/apt/sources.list{,.d/*}
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-image="${BASE_IMAGE:-localhost/debian-trixie-base:latest}"
-suite=trixie
+image="${BASE_IMAGE:-}"
+suite="${DEBIAN_SUITE:-forky}"
 mirror="${DEBIAN_MIRROR:-}"
 force=0
+print_mirror=0
 
 log() { printf 'build-base-image: %s\n' "$*" >&2; }
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -29,11 +33,13 @@ while (($#)); do
         --image) image="$2"; shift ;;
         --suite) suite="$2"; shift ;;
         --mirror) mirror="$2"; shift ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        --print-mirror) print_mirror=1 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift
 done
+image="${image:-localhost/debian-$suite-base:latest}"
 
 # The host's Debian archive: deb822 `URIs:` lines or one-line `deb URI suite`
 # entries, skipping debian-security (it has no plain `trixie` suite).
@@ -53,6 +59,12 @@ host_mirror() {
     done
     return 1
 }
+
+if ((print_mirror)); then
+    [[ -n "$mirror" ]] || mirror="$(host_mirror)" || { log "no Debian archive in /etc/apt/sources.list*"; exit 1; }
+    printf '%s\n' "$mirror"
+    exit 0
+fi
 
 if [[ -z "${CONTAINERS_CONF:-}" ]]; then
     eval "$("$here/setup-host.sh")"
@@ -76,8 +88,12 @@ trap cleanup EXIT
 
 log "debootstrap --variant=minbase $suite from $mirror"
 start=$EPOCHREALTIME
-# Keyring: bookworm's debian-archive-keyring carries the trixie keys.
-debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 || {
+# Keyring: bookworm's debian-archive-keyring carries the keys that sign trixie,
+# forky and sid. Its debootstrap has no script for suites newer than itself
+# (forky): those are bootstrapped like sid, as debootstrap's own scripts do.
+script=()
+[[ -e "/usr/share/debootstrap/scripts/$suite" ]] || script=(/usr/share/debootstrap/scripts/sid)
+debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" "${script[@]}" >"$tmp/debootstrap.log" 2>&1 || {
     tail -n 30 "$tmp/debootstrap.log" >&2
     cat "$tmp/root/debootstrap/debootstrap.log" >&2 2>/dev/null || true
     exit 1
@@ -101,6 +117,7 @@ path-include /usr/share/locale/locale.alias
 path-exclude /usr/share/lintian/*
 EOF
 find "$tmp/root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+find "$tmp/root/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} + 2>/dev/null || true
 rm -rf "$tmp/root/usr/share/man/"* "$tmp/root/usr/share/info/"*
 # Without this apt keeps downloaded .debs in the image layers.
 printf 'APT::Keep-Downloaded-Packages "false";\n' >"$tmp/root/etc/apt/apt.conf.d/docker-clean"

@@ -1,8 +1,11 @@
-"""Validation inside the image, with Debian's HTCondor bindings (23.9), not the host's PyPI 25.
+"""Validation inside the image, with its Debian HTCondor bindings, not the host's PyPI 25.
 
-The two differ (23.9 raises SyntaxError where 25 raises ClassAdException), so
-the expression and attribute checks are run where the pilot really runs.
-Each case is `ospool-ep check` in a throwaway container with no network.
+The image is built in two variants (Dockerfile, "Variants"): HTCondor 25 with
+Apptainer, and Debian stable (HTCondor 23.9, no Apptainer). Their bindings differ
+(23.9 raises SyntaxError where 25 raises ClassAdException), so the expression and
+attribute checks are run where the pilot really runs. Each case is `ospool-ep
+check` (or a command) in a throwaway container with no network. The variant
+tests read the image's ``org.ospool-ep.*`` labels and hold the image to them.
 """
 
 from __future__ import annotations
@@ -24,8 +27,36 @@ pytestmark = [
 ]
 
 
+def podman(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "CONTAINERS_CONF": str(pool.CONTAINERS_CONF)}
+    return subprocess.run(
+        ["podman", *argv], capture_output=True, text=True, timeout=timeout, env=environ, check=False
+    )
+
+
+def label(name: str) -> str:
+    result = podman("image", "inspect", "--format", f'{{{{index .Labels "{name}"}}}}', pool.IMAGE)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().replace("<no value>", "")
+
+
+def has_apptainer() -> bool:
+    """The variant the image says it is: an apptainer suite means Apptainer inside."""
+    return bool(label("org.ospool-ep.apptainer-suite"))
+
+
+def run_in_image(*command: str, options: tuple[str, ...] = ()) -> tuple[int, str]:
+    argv = ["run", "--rm", "--network", "none", "--user", "1000:1000", *options]
+    result = podman(*argv, "--entrypoint", command[0], pool.IMAGE, *command[1:], timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
 def check_in_image(
-    env: dict[str, str], *, attributes: str | None, tmp_path: Path
+    env: dict[str, str],
+    *,
+    attributes: str | None,
+    tmp_path: Path,
+    options: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     now = int(time.time())
     base = {
@@ -34,7 +65,7 @@ def check_in_image(
         "TOKEN": token(iat=now, exp=now + 30 * 86400),
         "MIN_DISK_GB": "0",
     }
-    argv = ["podman", "run", "--rm", "--network", "none", "--user", "1000:1000"]
+    argv = ["podman", "run", "--rm", "--network", "none", "--user", "1000:1000", *options]
     for name, value in {**base, **env}.items():
         argv += ["-e", f"{name}={value}"]
     if attributes is not None:
@@ -96,8 +127,8 @@ def test_a_good_configuration_passes_check_in_the_image(tmp_path: Path) -> None:
 
 def test_the_knob_list_holds_every_setting_of_the_images_htcondor() -> None:
     """The extra-attributes deny list (SPEC 5.4) is HTCondor's own list of settings:
-    the shipped file must hold every name of the image's HTCondor (23.9), not only
-    those of the host's PyPI bindings (25)."""
+    the shipped file must hold every name of the image's HTCondor (23.9 or 25 from
+    Debian), not only those of the host's PyPI bindings (25)."""
     repo = REPO
     argv = [
         "podman", "run", "--rm", "--network", "none", "--user", "1000:1000",
@@ -111,3 +142,79 @@ def test_the_knob_list_holds_every_setting_of_the_images_htcondor() -> None:
         argv, capture_output=True, text=True, timeout=120, env=environ, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------
+# The variant: what the labels say is what the image has
+
+
+def test_the_image_has_what_its_variant_says() -> None:
+    """HTCondor >= 25 and Apptainer >= 1.3 where built with an apptainer suite (SPEC 10);
+    HTCondor 23.9 and no apptainer at all in the Debian-stable build; the Python
+    dependencies import in both."""
+    code, output = run_in_image(
+        "python3", "-c", "import htcondor2, classad2, jinja2, requests, prometheus_client"
+    )
+    assert code == 0, output
+    code, condor = run_in_image("condor_version")
+    assert code == 0, condor
+    major = int(condor.split("$CondorVersion: ", 1)[1].split(".", 1)[0])
+    code, apptainer = run_in_image("sh", "-c", "apptainer version")
+    if has_apptainer():
+        assert major >= 25, condor
+        assert code == 0, apptainer
+        assert tuple(int(p) for p in apptainer.strip().split(".")[:2]) >= (1, 3), apptainer
+    else:
+        assert major == 23, condor
+        assert code == 127, apptainer  # not installed
+
+
+def test_check_says_what_the_image_lacks_or_how_to_let_apptainer_run(tmp_path: Path) -> None:
+    """Debian stable: a WARN naming HTCondor 23.9 and the build that has 25, and no
+    apptainer found. With Apptainer but podman's default /proc mask: the run option
+    that fixes it. With ``--security-opt unmask=/proc/*``: Apptainer works."""
+    code, output = check_in_image({}, attributes=None, tmp_path=tmp_path)
+    assert code == 0, output
+    if not has_apptainer():
+        assert "WARN  HTCondor: 23.9." in output, output
+        assert "DEBIAN_SUITE=forky" in output
+        assert "PASS  Apptainer: none works (no apptainer in the image or in CVMFS)" in output
+        return
+    assert "PASS  HTCondor: 25." in output, output
+    assert "can't mount proc filesystem" in output, output
+    assert "--security-opt unmask=/proc/*" in output
+    code, output = check_in_image(
+        {}, attributes=None, tmp_path=tmp_path, options=("--security-opt", "unmask=/proc/*")
+    )
+    assert code == 0, output
+    assert "PASS  Apptainer: /usr/bin/apptainer ran a test container" in output, output
+
+
+def test_apptainer_runs_a_directory_image_as_uid_1000(tmp_path: Path) -> None:
+    """The Apptainer-built directory image (as OSG publishes them on CVMFS), made from a
+    docker archive without privileges, runs contained: the job's exit code comes back,
+    the pilot's /tmp is not visible and Apptainer's init is the job's PID 1 (FACTS)."""
+    if not has_apptainer():
+        pytest.skip("the Debian-stable build has no Apptainer (its check says so)")
+    archive = tmp_path / "image.tar"
+    saved = podman(
+        "save", "--format", "docker-archive", "-o", str(archive), pool.IMAGE, timeout=300
+    )
+    assert saved.returncode == 0, saved.stderr
+    archive.chmod(0o644)
+    tmp_path.chmod(0o755)
+    script = (
+        "set -e; cd /tmp; echo secret >/tmp/pilot-file;"
+        " apptainer -q build --sandbox /tmp/image docker-archive:/in/image.tar 2>/dev/null;"
+        " apptainer exec --contain --ipc --pid /tmp/image"
+        " sh -c 'ls /tmp; echo pid1=$(cat /proc/1/comm); exit 3' || echo exit=$?"
+    )
+    code, output = run_in_image(
+        "sh", "-c", script,
+        options=("--cap-drop", "ALL", "--security-opt", "unmask=/proc/*",
+                 "-v", f"{tmp_path}:/in:ro"),
+    )  # fmt: skip
+    assert code == 0, output
+    assert "pid1=appinit" in output, output
+    assert "exit=3" in output, output
+    assert "pilot-file" not in output

@@ -235,6 +235,22 @@ def _podman_env() -> dict[str, str]:
     }
 
 
+def base_suite_expired() -> bool:
+    """Whether the pilot image's build accepted its own suite's expired Release file
+    (a stale mirror, Dockerfile APT_EXPIRED_SUITES): the Slurm image's apt needs it too."""
+    labels = subprocess.run(
+        [
+            "podman", "image", "inspect", "--format",
+            '{{index .Labels "org.ospool-ep.debian-suite"}}|'
+            '{{index .Labels "org.ospool-ep.apt-expired-suites"}}',
+            pool.IMAGE,
+        ],
+        env=_podman_env(), capture_output=True, text=True, timeout=60, check=False,
+    ).stdout.strip()  # fmt: skip
+    suite, _, expired = labels.replace("<no value>", "").partition("|")
+    return bool(suite) and suite in expired.split()
+
+
 @pytest.fixture(scope="module")
 def slurm_image() -> str:
     """localhost/ospool-ep-slurm:dev, built FROM the image under test (layers cached)."""
@@ -245,6 +261,7 @@ def slurm_image() -> str:
         [
             "podman", "build", "--format", "docker",
             "--build-arg", f"BASE_IMAGE={pool.IMAGE}",
+            "--build-arg", f"APT_CHECK_VALID_UNTIL={str(not base_suite_expired()).lower()}",
             "-t", SLURM_IMAGE, str(SLURM_DIR),
         ],
         env=_podman_env(),

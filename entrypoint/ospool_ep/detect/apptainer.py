@@ -52,11 +52,14 @@ class ApptainerTest:
 
 def candidates(*, cvmfs_root: str | None, search_path: str | None) -> list[str]:
     """The image's apptainer first (its version is the one the image was tested with),
-    then CVMFS's; deduplicated, as absolute paths."""
+    then CVMFS's; as absolute paths, each binary once (Debian's ``singularity`` is a
+    link to ``apptainer``: testing it again would only double the wait and the report)."""
     found: list[str] = []
+    seen: set[str] = set()
     for name in ("apptainer", "singularity"):
         path = shutil.which(name, path=search_path)
-        if path and path not in found:
+        if path and os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
             found.append(path)
     if cvmfs_root:
         found.append(f"{cvmfs_root.rstrip('/')}/{CVMFS_APPTAINER}")
@@ -96,12 +99,30 @@ def test_binary(
     except OSError as error:
         return ApptainerTest(detail=f"{binary}: {error.strerror or error}")
     if result.returncode != TEST_EXIT_CODE:
-        said = " ".join((result.stderr or result.stdout).split())[-200:]
         return ApptainerTest(
-            detail=f"{binary} test run exited {result.returncode}, not {TEST_EXIT_CODE}: {said}"
+            detail=f"{binary} test run exited {result.returncode}, not {TEST_EXIT_CODE}: "
+            + failure_reason(result.stderr or result.stdout)
         )
     shown = version.stdout.strip().splitlines()[0] if version.stdout.strip() else ""
     return ApptainerTest(path=binary, version=shown, detail=f"{binary} ran a test container")
+
+
+PROC_MOUNT_REFUSED = "can't mount proc filesystem"
+PROC_MOUNT_FIX = (
+    "the container engine masks /proc: run the pilot with --security-opt unmask=/proc/*"
+    " (podman) or --security-opt systempaths=unconfined (docker)"
+)
+
+
+def failure_reason(output: str) -> str:
+    """Apptainer's own reason (its last FATAL line, else the output's end), and the fix
+    for the refusal seen in containers that mask /proc (podman's and docker's default)."""
+    lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("FATAL")]
+    said = fatal[-1] if fatal else " ".join(lines)[-200:]
+    if PROC_MOUNT_REFUSED in said:
+        said += f" -- {PROC_MOUNT_FIX}"
+    return said
 
 
 def find_working(

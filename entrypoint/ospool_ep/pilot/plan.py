@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 import random
+import re
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -32,6 +34,13 @@ from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.render import PilotPlan
 
 HTCONDOR_DAEMONS = ("condor_master", "condor_startd")
+OSPOOL_HTCONDOR_SERIES = (25, 0)
+"""The series the OSPool runs and the image's default build ships; older ones get a WARN."""
+NEWER_BUILD = (
+    "run the image built with HTCondor 25 and Apptainer (make image DEBIAN_SUITE=forky),"
+    " or install HTCondor 25"
+)
+_CONDOR_VERSION = re.compile(r"\$CondorVersion: (\d+)\.(\d+)\.(\d+)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,12 +92,46 @@ def check_htcondor_installed(findings: Findings) -> None:
             "run the pilot from the ospool-ep image, or install HTCondor (condor package)",
             kind=Kind.ENVIRONMENT,
         )
+        return
+    tool = find_daemon("condor_version")
+    version = parse_condor_version(version_output(tool)) if tool else None
+    found = "condor_master and condor_startd found"
+    if version is None:
+        findings.passed("HTCondor", found, kind=Kind.ENVIRONMENT)
+        return
+    shown = ".".join(map(str, version))
+    if version < OSPOOL_HTCONDOR_SERIES:
+        findings.warn(
+            "HTCondor",
+            f"{shown}: older than {OSPOOL_HTCONDOR_SERIES[0]}, the series the OSPool runs",
+            NEWER_BUILD,
+            kind=Kind.ENVIRONMENT,
+        )
     else:
-        findings.passed("HTCondor", "condor_master and condor_startd found", kind=Kind.ENVIRONMENT)
+        findings.passed("HTCondor", f"{shown}: {found}", kind=Kind.ENVIRONMENT)
 
 
 def find_daemon(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def version_output(tool: str) -> str:
+    """What HTCondor's ``condor_version`` prints (about 30 ms); '' if it fails. The tool,
+    not ``condor_master -version``: asking a daemon risks starting one that ignores it."""
+    try:
+        result = subprocess.run([tool], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout
+
+
+def parse_condor_version(text: str) -> tuple[int, int, int] | None:
+    """(25, 14, 1) from ``$CondorVersion: 25.14.1 2026-10-16 PackageID: ... $``."""
+    match = _CONDOR_VERSION.search(text)
+    if match is None:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
 
 
 def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:

@@ -80,3 +80,40 @@ def test_candidates_are_the_images_then_cvmfs(tmp_path: Path) -> None:
         "/cvmfs/oasis.opensciencegrid.org/mis/apptainer/current/bin/apptainer",
     ]
     assert apptainer.candidates(cvmfs_root=None, search_path=str(tmp_path / "none")) == []
+
+
+def test_debians_singularity_link_is_not_tested_twice(tmp_path: Path) -> None:
+    """Debian's apptainer package links ``singularity`` to ``apptainer``: one candidate."""
+    binary(tmp_path, "apptainer", RUNS)
+    (tmp_path / "singularity").symlink_to(tmp_path / "apptainer")
+    assert apptainer.candidates(cvmfs_root=None, search_path=str(tmp_path)) == [
+        str(tmp_path / "apptainer")
+    ]
+
+
+MASKED_PROC = """#!/bin/sh
+case "$1" in
+--version) echo "apptainer version 1.4.5" ;;
+*) echo "WARNING: passwd file doesn't exist in container, not updating" >&2
+   echo "FATAL:   container creation failed: mount hook function failure: mount proc->/proc \
+error: while mounting proc: can't mount proc filesystem to /proc: operation not permitted" >&2
+   echo "INFO:    Cleanup error: while unmounting a directory" >&2
+   exit 255 ;;
+esac
+"""
+
+
+def test_a_refused_proc_mount_is_reported_with_the_run_option_that_fixes_it(
+    tmp_path: Path,
+) -> None:
+    """Apptainer 1.4.5 in a podman or docker container that masks /proc (their default):
+    the report gives Apptainer's FATAL line, not the noise around it, and the fix."""
+    masked = binary(tmp_path, "apptainer", MASKED_PROC)
+    tested = apptainer.test_binary(masked, sandbox=sandbox(tmp_path))
+    assert not tested.works
+    assert "FATAL:   container creation failed" not in tested.detail  # whitespace folded
+    assert "FATAL: container creation failed: mount hook function failure" in tested.detail
+    assert "can't mount proc filesystem to /proc" in tested.detail
+    assert "passwd file" not in tested.detail and "Cleanup error" not in tested.detail
+    assert "--security-opt unmask=/proc/*" in tested.detail
+    assert "--security-opt systempaths=unconfined" in tested.detail
