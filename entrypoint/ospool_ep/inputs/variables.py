@@ -82,10 +82,6 @@ def _pool_shown(pool: str) -> str:
     return pool if pool in POOL_NAMES else f"{pool} (a central manager's host)"
 
 
-def _distribution_shown(entries: tuple[tuple[int, str], ...]) -> str:
-    return " ".join(f"{percent}%__{image}" for percent, image in entries)
-
-
 _NO_LONGER_READ = "OSG's container no longer reads it"
 
 
@@ -315,7 +311,6 @@ VARIABLES: tuple[Variable, ...] = (
         v.parse_image_distribution,
         "default job images",
         default=((10, "htc/rocky:8"), (90, "htc/rocky:9")),
-        display=_distribution_shown,
         not_acted_on="OSG's container picks the default image of jobs that name none "
         "from these weights",
     ),
@@ -325,7 +320,6 @@ VARIABLES: tuple[Variable, ...] = (
         v.parse_image_distribution,
         "default GPU job images",
         default=((100, "htc/rocky:9-cuda-12.6.0"),),
-        display=_distribution_shown,
         not_acted_on="OSG's container picks the default image of GPU jobs that name none "
         "from these weights",
     ),

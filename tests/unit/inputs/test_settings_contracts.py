@@ -389,3 +389,21 @@ def test_unset_or_invalid_input_paths_fall_back_to_the_defaults(environ: dict[st
         PurePosixPath("/etc/osg/extra-attributes.cfg"),
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("POOL", "ITB-OSPool", "itb-ospool"),
+        ("POOL", "cm.example.org:9618", "cm.example.org:9618 (a central manager's host)"),
+        ("CVMFSEXEC_REPOS", "a.example.org, b.example.org", "a.example.org b.example.org"),
+    ],
+)
+def test_a_valid_value_is_shown_in_its_pass_line_as_the_pilot_understood_it(
+    name: str, value: str, shown: str
+) -> None:
+    """The PASS line says what the value means here: a pool by its name, anything
+    else that is no pool name as a central manager's host; lists as parsed."""
+    findings = Findings()
+    load_settings({**MINIMAL, name: value}, findings=findings)
+    assert [f.message for f in findings if f.subject == name] == [shown]

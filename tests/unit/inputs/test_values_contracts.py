@@ -472,6 +472,18 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "'docker ep' is not an AppArmor profile name",
         "e.g. docker-ep",
     ),
+    (
+        "bind-four-parts",
+        lambda: ev.parse_bind_list("/data:/data:ro:x"),
+        "'/data:/data:ro:x' is not src[:dst[:ro|rw]]",
+        "e.g. /data:/data:ro",
+    ),
+    (
+        "quota-below-minus-one",
+        lambda: ev.parse_cvmfs_quota("-2"),
+        "-2 is out of range",
+        "use an integer >= -1 MB (-1 for no limit)",
+    ),
 ]
 
 
@@ -621,6 +633,17 @@ ACCEPTED: list[tuple[str, Callable[[], object], object]] = [
     ),
     ("container-name", lambda: ev.parse_container_name("p" * 128), "p" * 128),
     ("apparmor", lambda: ev.parse_apparmor_profile("docker-ep"), "docker-ep"),
+    # A near miss of a pool name with a dot or a port is a host, not a typo.
+    (
+        "pool-near-miss-with-dot",
+        lambda: ev.parse_pool("itb-ospool.", known=KNOWN_POOLS),
+        "itb-ospool.",
+    ),
+    (
+        "pool-near-miss-with-port",
+        lambda: ev.parse_pool("ospol:9618", known=KNOWN_POOLS),
+        "ospol:9618",
+    ),
 ]
 
 
