@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 from ospool_ep.findings import Finding, Status
 from ospool_ep.host.keys import KEYS_BY_NAME, Role
 from ospool_ep.inputs import values
-from ospool_ep.inputs.variables import default
+from ospool_ep.inputs.variables import VARIABLES, WALLTIME_FIX, default, walltime_conflict
 
 DEFAULT_CONFIG = PurePosixPath("/etc/osg/ospool-ep.cfg")
 
@@ -347,13 +347,12 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
         entry = entries.get(name)
         return entry.line if entry is not None else None
 
-    for required in ("GLIDEIN_Site", "GLIDEIN_ResourceName"):
-        if not value(required):
+    for variable in VARIABLES:
+        if variable.required and not value(variable.name):
             reader.fail(
-                line(required),
-                f"{required} is not set",
-                f"set {required}= to your OSG Topology "
-                f"{'site' if required == 'GLIDEIN_Site' else 'resource'} name",
+                line(variable.name),
+                f"{variable.name} is not set",
+                f"set {variable.name}= to your {variable.meaning}",
             )
     bind = value("BIND_MOUNT_CVMFS").lower() in values.TRUE_WORDS
     if bind and value("CVMFSEXEC_REPOS"):
@@ -379,12 +378,9 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
             seconds = values.parse_walltime(walltime)
         except values.Invalid:
             seconds = None
-        if seconds is not None and seconds <= grace:
-            reader.fail(
-                line("PILOT_WALLTIME"),
-                f"PILOT_WALLTIME {seconds} s is not longer than SHUTDOWN_GRACE_SECONDS={grace}",
-                "give the pilot a longer walltime, or a shorter grace period",
-            )
+        conflict = walltime_conflict(seconds, grace) if seconds is not None else None
+        if conflict:
+            reader.fail(line("PILOT_WALLTIME"), f"PILOT_WALLTIME: {conflict}", WALLTIME_FIX)
 
 
 _CVMFSEXEC_MOUNTS = ("CVMFSEXEC_CACHE_DIR", "CVMFSEXEC_LOGS_DIR", "CVMFSEXEC_LOCAL_CONFIG")

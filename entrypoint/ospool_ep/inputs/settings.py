@@ -18,7 +18,14 @@ from typing import Any, Literal
 from ospool_ep.findings import Findings
 from ospool_ep.inputs.classad import parse_expression
 from ospool_ep.inputs.values import Invalid, parse_abs_path
-from ospool_ep.inputs.variables import NAMES, VARIABLES, Variable, default
+from ospool_ep.inputs.variables import (
+    NAMES,
+    VARIABLES,
+    WALLTIME_FIX,
+    Variable,
+    default,
+    walltime_conflict,
+)
 
 DRAIN_SAFETY_MARGIN_SECONDS = 5
 """Seconds kept between the drain deadline and the orchestrator's SIGKILL, for
@@ -230,13 +237,9 @@ def _check_combinations(
             "raise it, and the orchestrator's stop timeout with it (docker run --stop-timeout)",
         )
     walltime = values.get("pilot_walltime_seconds")
-    if walltime is not None and walltime <= grace:
-        findings.fail(
-            "PILOT_WALLTIME",
-            f"{walltime} s is not longer than SHUTDOWN_GRACE_SECONDS={grace}: "
-            "the pilot would have to stop before it starts",
-            "give the pilot a longer walltime, or a shorter grace period",
-        )
+    conflict = walltime_conflict(walltime, grace) if walltime is not None else None
+    if conflict:
+        findings.fail("PILOT_WALLTIME", conflict, WALLTIME_FIX)
     cvmfs_tuned = [
         name
         for name, key in (

@@ -433,3 +433,17 @@ NAMES = frozenset(BY_NAME)
 def default(name: str) -> Any:
     """The default of variable ``name`` (for ``Settings``' field defaults)."""
     return BY_NAME[name].default
+
+
+WALLTIME_FIX = "give the pilot a longer walltime, or a shorter grace period"
+
+
+def walltime_conflict(walltime_seconds: int, grace_seconds: int) -> str | None:
+    """Why PILOT_WALLTIME and SHUTDOWN_GRACE_SECONDS cannot go together, or None: a
+    rule between two variables, judged alike by the pilot and the launcher."""
+    if walltime_seconds > grace_seconds:
+        return None
+    return (
+        f"{walltime_seconds} s is not longer than SHUTDOWN_GRACE_SECONDS={grace_seconds}: "
+        "the pilot would have to stop before it starts"
+    )
