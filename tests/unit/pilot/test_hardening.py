@@ -68,6 +68,18 @@ def hold(*, undumpable: bool, uid: int) -> int:
     return pid
 
 
+def python_with(code: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -c code args...`` in a fresh interpreter, with ``env`` on top of ours."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
 def test_an_undumpable_process_cannot_be_read_by_another_process_of_its_uid() -> None:
     """environ, mem and fd/ are closed to uid 65534's other processes; stat, status and
     cmdline (what health and drain read) stay open. A dumpable twin shows it is the flag."""
@@ -225,14 +237,7 @@ def test_a_process_not_started_for_run_never_execs_and_keeps_token() -> None:
         "print(json.dumps([h.token, os.environ.get('TOKEN'), h.problems == (), "
         "hardening.is_dumpable()]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "TOKEN": "abc"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = python_with(code, env={"TOKEN": "abc"})
     assert json.loads(result.stdout) == [None, "abc", True, False]
 
 
@@ -259,14 +264,7 @@ except OSError as error:
     print(type(error).__name__)
 print(hardening.take_token(os.environ))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code, "before", code],
-        env={**os.environ, "TOKEN": "the-token"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = python_with(code, "before", code, env={"TOKEN": "the-token"})
     assert result.stdout.splitlines() == ["PermissionError", "PermissionError", "the-token"]
 
 
@@ -301,14 +299,7 @@ def test_when_the_exec_is_impossible_the_pilot_runs_on_with_token_and_a_warning(
         "print([(p.level, p.message, p.fields) for p in h.problems]); "
         "print(h.token, os.environ.get('TOKEN'))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "TOKEN": "abc"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = python_with(code, env={"TOKEN": "abc"})
     problems, token = result.stdout.splitlines()
     assert problems == repr(
         [
@@ -328,12 +319,5 @@ def test_a_broken_hand_over_is_reported_as_an_error() -> None:
         "print(h.token, [(p.level, p.message) for p in h.problems])"
     )
     expected = "TOKEN was not handed over: OSPOOL_EP_TOKEN_FD: descriptor 250 is not open"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, hardening.TOKEN_FD_VARIABLE: "250"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = python_with(code, env={hardening.TOKEN_FD_VARIABLE: "250"})
     assert result.stdout == f"None {[('error', expected)]}\n"
