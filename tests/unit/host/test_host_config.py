@@ -373,7 +373,7 @@ def test_the_launcher_checks_each_pilot_value_with_the_pilots_own_parser() -> No
         assert stricter == (variable.name == "GLIDEIN_Start_Extra"), variable.name
 
 
-def test_values_that_may_carry_credentials_never_go_on_the_engines_command_line() -> None:
+def test_the_keys_whose_values_may_carry_credentials_are_passed_by_name() -> None:
     secret = {k.name for k in lkeys.KEYS if k.role == lkeys.Role.PILOT_SECRET}
     assert secret == {
         "CVMFS_HTTP_PROXY",
