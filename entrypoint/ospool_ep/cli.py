@@ -138,9 +138,41 @@ def cmd_drain(args: argparse.Namespace) -> int:
     if problem:
         print(f"ospool-ep drain: {problem}; signalling nothing", file=sys.stderr)
         return int(ExitCode.NOT_HEALTHY)
+    if not _acknowledged(state.state_path(os.environ), published.supervisor_pid):
+        print(
+            f"ospool-ep drain: pilot {published.name} has not acknowledged the request in"
+            f" {DRAIN_ACK_SECONDS:g} s; its log says why",
+            file=sys.stderr,
+        )
+        return int(ExitCode.NOT_HEALTHY)
     how = "fast shutdown: running jobs are evicted" if args.fast else "draining"
     print(f"pilot {published.name}: {how}")
     return int(ExitCode.OK)
+
+
+DRAIN_ACK_SECONDS = 10.0
+"""The supervisor publishes its state at least once a second (its loop)."""
+STOPPING_STATES = frozenset({"draining", "stopping", "stopped"})
+
+
+def _acknowledged(path: Path, pid: int) -> bool:
+    """Wait until the supervisor says it is stopping, or is gone.
+
+    Waiting also keeps this process alive while the supervisor traces the
+    signal's sender: it acts only on senders outside its own tree (SPEC 7.5).
+    """
+    import time
+
+    from ospool_ep.pilot import procfs
+    from ospool_ep.pilot import statefile as state
+
+    deadline = time.monotonic() + DRAIN_ACK_SECONDS
+    while time.monotonic() < deadline:
+        now = state.load(path).state
+        if not procfs.alive(pid) or (now is not None and now.state in STOPPING_STATES):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _signal_supervisor(loaded: state.Loaded, pid: int, signo: int) -> str | None:

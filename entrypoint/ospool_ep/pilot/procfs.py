@@ -111,3 +111,25 @@ def named_below(root: int, name: str, *, proc: Path = PROC) -> list[int]:
         for found in processes(proc=proc)
         if found.pid in below and found.name == name and found.state != "Z"
     ]
+
+
+def descends_from(pid: int, ancestor: int, *, proc: Path = PROC) -> bool | None:
+    """Whether ``ancestor`` is on ``pid``'s parent chain (``pid`` itself included).
+
+    None when the chain cannot be read to its end (a process on it is gone). A
+    process whose parent chain ends at 0 without passing ``ancestor`` was started
+    from outside: by the kernel's init of another namespace, or by the container
+    engine for an ``exec`` session (whose parent lives outside the namespace).
+    """
+    seen: set[int] = set()
+    while pid not in seen:
+        if pid == ancestor:
+            return True
+        if pid == 0:
+            return False
+        seen.add(pid)
+        found = read(pid, proc=proc)
+        if found is None:
+            return None
+        pid = found.ppid
+    return None  # a loop: /proc changed under the walk

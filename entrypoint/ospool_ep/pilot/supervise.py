@@ -21,7 +21,7 @@ from typing import Protocol
 from ospool_ep.exitcodes import ExitCode
 from ospool_ep.pilot.lifecycle import Action, Event, State, step, stop_was_requested
 from ospool_ep.pilot.logs import Level
-from ospool_ep.pilot.procfs import cmdline, descendants, named_below
+from ospool_ep.pilot.procfs import cmdline, descendants, descends_from, named_below
 
 WAITED_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
@@ -122,6 +122,8 @@ class Supervisor:
     jobs_running: Callable[[int], bool] = starter_running
     """Whether any job runs below the master (given its pid): decides the idle stop."""
     idle_stop_deadline: float | None = None
+    sender_below: Callable[[int, int], bool | None] = descends_from
+    """Whether a signal's sender (pid) is in the tree below the supervisor (pid)."""
     child_exited: Callable[[int, int], object] = lambda pid, status: None
     """Told of every reaped child that is not the master (pid, wait status): the PID-1
     reaper takes them all, so a helper the pilot started learns its end only here."""
@@ -134,7 +136,7 @@ class Supervisor:
         self.hooks.event("info", "condor_master started", pid=self.master_pid)
         while not self._stopped():
             info = signal.sigtimedwait(WAITED_SIGNALS, self._sleep_seconds())
-            if info is not None:
+            if info is not None and self._trusted(info):
                 self._on_signal(info.si_signo)
             self._reap()
             self._check_deadlines()
@@ -162,6 +164,37 @@ class Supervisor:
         self.state = transition.to
         for action in transition.actions:
             self._perform(action)
+
+    def _trusted(self, info: signal.struct_siginfo) -> bool:
+        """SPEC 7.5: act only on signals from outside this process tree.
+
+        Jobs (and, should one go astray, the daemons) are all below the supervisor:
+        it is PID 1 or their subreaper, so even a job that detaches is reparented
+        to it. A signal from below is ignored and said so; one from outside the
+        PID namespace (si_pid 0: `docker stop`, the kubelet, systemd), or from an
+        ``exec`` session such as ``ospool-ep drain``, is acted on. A sender that is
+        gone before it could be traced is not trusted: ``ospool-ep drain`` waits for
+        the answer, so only a fire-and-forget ``kill`` from inside is lost.
+        """
+        if info.si_signo == signal.SIGCHLD or info.si_pid <= 0:
+            return True
+        below = self.sender_below(info.si_pid, os.getpid())
+        if below is False:
+            return True
+        self.hooks.event(
+            "warning",
+            f"ignored {signal_name(info.si_signo)} from pid {info.si_pid}: "
+            + (
+                "a process of the pilot's own tree (a job?)"
+                if below
+                else "a sender that was gone before it could be traced"
+            )
+            + "; stop the pilot from outside (docker/podman stop, kubectl delete, systemctl stop)"
+            " or with `ospool-ep drain`",
+            signal=signal_name(info.si_signo),
+            sender=info.si_pid,
+        )
+        return False
 
     def _on_signal(self, signo: int) -> None:
         if signo in (signal.SIGTERM, signal.SIGINT):

@@ -852,3 +852,54 @@ def test_the_outcome_names_its_ending_so_no_caller_reads_the_reasons_words(
     supervisor.history = list(history)
     supervisor.master_status = status
     assert supervisor._outcome().ending is ending
+
+
+# -- SPEC 7.5: signals from the pilot's own tree are not obeyed ----------------
+
+SIGNALLING_MASTER = """
+import os, signal, sys, time
+from pathlib import Path
+how, sent = sys.argv[1], Path(sys.argv[2])
+supervisor = os.getppid()
+if how == "detached":
+    if os.fork():
+        time.sleep(60)  # the master; SIGHUP ends it
+    if os.fork():
+        os._exit(0)  # the grandchild is orphaned: reparented to the supervisor, its subreaper
+    while os.getppid() != supervisor:
+        time.sleep(0.01)
+os.kill(supervisor, signal.SIGTERM)
+sent.write_text(str(os.getpid()))
+time.sleep(60)  # alive while the supervisor traces the sender
+"""
+
+
+@pytest.mark.parametrize("how", ["directly", "detached"])
+def test_a_process_below_the_supervisor_cannot_stop_the_pilot_with_a_signal(
+    start_pilot: StartPilot, tmp_path: Path, how: str
+) -> None:
+    """Jobs run below condor_master; a SIGTERM from there to the supervisor (PID 1 in the
+    image) is ignored and logged, even from a process that detached itself. The same
+    signal from outside the tree (here: the test, as `docker stop` would) drains."""
+    program = tmp_path / "signalling_master.py"
+    program.write_text(SIGNALLING_MASTER)
+    sent = tmp_path / "sent"
+    pilot = start_pilot(command=[sys.executable, str(program), how, str(sent)])
+    sender = int(wait_for(lambda: sent.exists() and sent.read_text(), timeout=5, what="the signal"))
+    ignored = wait_for(
+        lambda: [e for e in pilot.record()["events"] if e["msg"].startswith("ignored SIGTERM")],
+        timeout=5,
+        what="the supervisor to report the ignored signal",
+    )
+
+    assert ignored[0]["fields"] == {"signal": "SIGTERM", "sender": sender}
+    assert "a process of the pilot's own tree" in ignored[0]["msg"]
+    assert "docker/podman stop" in ignored[0]["msg"], "the message says how to stop it"
+    time.sleep(0.3)
+    assert pilot.record()["prepare_drain"] == [], "the pilot did not start to drain"
+    assert pilot.process.poll() is None
+
+    pilot.send(signal.SIGTERM)
+
+    wait_for(lambda: pilot.record()["prepare_drain"], timeout=5, what="the drain")
+    assert pilot.outcome()["reason"].startswith("stopped on request")
