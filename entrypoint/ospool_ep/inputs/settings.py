@@ -248,8 +248,8 @@ def _check_combinations(
         ("OSG_DEFAULT_CONTAINER_DISTRIBUTION", "default_container_distribution"),
         ("OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU", "default_container_distribution_gpu"),
     ):
-        total = sum(weight for weight, _ in values.get(key, ()))
-        if environ.get(name, "").strip() and total != 100:
+        total = sum(weight for weight, _ in values.get(key, ((100, ""),)))
+        if total != 100:
             findings.warn(
                 name,
                 f"the weights add up to {total}, not 100: they are taken as relative weights",
