@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ospool_ep import __version__
 from ospool_ep.exitcodes import ExitCode
-from ospool_ep.findings import Findings, Status, report, verdict
+from ospool_ep.findings import Findings, Kind, Status, report, verdict
 
 if TYPE_CHECKING:
     from ospool_ep.pilot import statefile as state
@@ -53,14 +53,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     outcome = plan.build_plan(plan.Host.current(), check_disk=False)
     findings = outcome.findings
-    if outcome.plan is None or findings.has_failures():
+    # What this host lacks (Apptainer, CVMFS) is shown, not fatal: the configuration
+    # is rendered as run would render it where those facilities are.
+    config_failures = [f for f in findings.failures if f.kind is not Kind.ENVIRONMENT]
+    if outcome.plan is None or config_failures:
         report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
         return int(ExitCode.CONFIG)
     output: Path = args.output
     if not render.write_and_verify(outcome.plan, output=output, findings=findings):
         report(Findings(findings.failures), out=sys.stderr, title="ospool-ep render")
         return int(ExitCode.CONFIG)
-    for warning in (f for f in findings if f.status is Status.WARN):
+    for warning in (f for f in findings if f.status is not Status.PASS):
         print(warning.as_line(), file=sys.stderr)
     print(f"wrote {output.absolute() / render.ROOT_FILE} (pilot {outcome.plan.name})")
     return int(ExitCode.OK)

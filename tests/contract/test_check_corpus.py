@@ -392,9 +392,29 @@ CORPUS = [
         env(OSG_DEFAULT_CONTAINER_DISTRIBUTION="htc/rocky:9"),
     ),
     case(
-        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU-over-100",
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU-zero-weight",
         "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU",
-        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU="70%__a 70%__b"),
+        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU="0%__htc/rocky:9-cuda-12.6.0"),
+    ),
+    case(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION-absolute-image",
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION="100%__/etc/condor"),
+    ),
+    case(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION-parent",
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION="50%__htc/../../pilot 50%__htc/rocky:9"),
+    ),
+    case(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION-weight-over-100",
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION="101%__htc/rocky:9"),
+    ),
+    case(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION-quote",
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION='100%__htc/rocky:9"'),
     ),
     case(
         "SUPERVISORD_RESTART_POLICY-unknown",
@@ -433,6 +453,9 @@ CORPUS = [
     case("MIN_DISK_GB-negative", "MIN_DISK_GB", env(MIN_DISK_GB="-1")),
     case("MIN_DISK_GB-word", "MIN_DISK_GB", env(MIN_DISK_GB="five")),
     case("LOG_FORMAT-unknown", "LOG_FORMAT", env(LOG_FORMAT="xml")),
+    case("JOB_CONTAINMENT-unknown", "JOB_CONTAINMENT", env(JOB_CONTAINMENT="always")),
+    case("JOB_CONTAINMENT-boolean", "JOB_CONTAINMENT", env(JOB_CONTAINMENT="true")),
+    case("JOB_CONTAINMENT-empty-word", "JOB_CONTAINMENT", env(JOB_CONTAINMENT="'none'")),
     case("METRICS_PORT-out-of-range", "METRICS_PORT", env(METRICS_PORT="70000")),
     case("METRICS_PORT-word", "METRICS_PORT", env(METRICS_PORT="http")),
     case(
@@ -577,7 +600,7 @@ UPSTREAM_FORMS = [
     ),
     pytest.param(
         env(SINGULARITY_BIND_EXTRA="/data:/data:ro /scratch,/opt:/opt"),
-        ("SINGULARITY_BIND_EXTRA",),
+        (),
         id="SINGULARITY_BIND_EXTRA-blank-separated",
     ),
     pytest.param(
@@ -611,8 +634,13 @@ UPSTREAM_FORMS = [
     ),
     pytest.param(
         env(OSG_DEFAULT_CONTAINER_DISTRIBUTION="10%__htc/rocky:8 90%__htc/rocky:9"),
-        ("OSG_DEFAULT_CONTAINER_DISTRIBUTION",),
+        (),
         id="OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+    ),
+    pytest.param(
+        env(OSG_DEFAULT_CONTAINER_DISTRIBUTION="1%__htc/rocky:8 2%__htc/rocky:9"),
+        ("OSG_DEFAULT_CONTAINER_DISTRIBUTION",),
+        id="OSG_DEFAULT_CONTAINER_DISTRIBUTION-relative-weights",
     ),
     pytest.param(
         env(ALLOW_CPUJOB_ON_GPUSLOT="false", CONTAINER_PILOT_USE_JOB_HOOK="true"),
@@ -673,12 +701,10 @@ def test_a_valid_environment_has_no_config_fail_and_exits_for_missing_htcondor_o
     report = json.loads(result.stdout)
     fails = [c for c in report["checks"] if c["status"] == "FAIL"]
     assert [c for c in fails if c["kind"] == "config"] == [], result.output
-    if _htcondor_daemons_installed():
-        assert result.returncode == 0, result.output
-        assert fails == []
-    else:
-        assert result.returncode == UNAVAILABLE, result.output
-        assert [c["subject"] for c in fails] == ["HTCondor"]
+    # Where HTCondor or a working Apptainer is missing (JOB_CONTAINMENT=required).
+    assert {c["subject"] for c in fails} <= {"HTCondor", "Job containment"}, result.output
+    assert ("HTCondor" in {c["subject"] for c in fails}) is not _htcondor_daemons_installed()
+    assert result.returncode == (UNAVAILABLE if fails else 0), result.output
     assert report["exit_code"] == result.returncode
     pilot.assert_no_secret_in(result.output)
 
@@ -689,7 +715,11 @@ def test_the_text_report_of_a_valid_environment_shows_the_token_claims_not_the_t
     """The token is reported by its claims (issuer, subject, kid, expiry), never its text."""
     result = pilot.run("check")
     assert result.returncode in (0, UNAVAILABLE), result.output
-    assert not [line for line in result.fail_lines if "HTCondor:" not in line]
+    assert not [
+        line
+        for line in result.fail_lines
+        if "HTCondor:" not in line and "Job containment:" not in line
+    ]
     [token_line] = [line for line in result.output.splitlines() if CANONICAL in line]
     assert token_line.startswith("PASS")
     assert "iss=flock.opensciencegrid.org" in token_line
@@ -915,3 +945,35 @@ def test_the_installed_command_ends_with_its_exit_code_and_no_traceback(
     pilot.assert_no_secret_in(result.output)
     in_process = pilot.run(*args)
     assert (in_process.returncode, in_process.fail_lines) == (result.returncode, result.fail_lines)
+
+
+# ------------------------------------------------------------------ job containment (SPEC 7.6)
+
+
+@pytest.mark.parametrize(
+    ("policy", "status"),
+    [("required", "FAIL"), ("preferred", "WARN"), ("none", "WARN")],
+)
+def test_check_gives_the_containment_verdict_of_run_where_no_apptainer_is_there(
+    pilot: Pilot, policy: str, status: str
+) -> None:
+    """No Apptainer on PATH and no CVMFS: ``required`` is an environment FAIL (exit 69,
+    as run would end) naming the fix; ``preferred`` and ``none`` are WARNs, jobs bare."""
+    empty = pilot.root / "bin"
+    empty.mkdir()
+    env(PATH=str(empty), CVMFS_MODE="none", JOB_CONTAINMENT=policy)(pilot)
+    result = pilot.run("check", "--json")
+    assert "Traceback" not in result.output
+    report = json.loads(result.stdout)
+    [line] = [c for c in report["checks"] if c["subject"] == "Job containment"]
+    assert line["status"] == status, result.output
+    fails = {c["subject"] for c in report["checks"] if c["status"] == "FAIL"}
+    if policy == "required":
+        assert line["kind"] == "environment"
+        assert "no apptainer in the image or in CVMFS" in line["message"]
+        assert "JOB_CONTAINMENT=none" in line["fix"]
+        assert result.returncode == UNAVAILABLE
+    else:
+        assert "Job containment" not in fails
+        assert "bare" in line["message"]
+        assert result.returncode == (UNAVAILABLE if fails else 0), result.output

@@ -207,6 +207,8 @@ def test_the_master_gets_neither_the_token_nor_the_webhook_urls(tmp_path: Path) 
         "PILOT_DIR": str(tmp_path / "pilot"),
         "EXTRA_ATTRIBUTES_FILE": str(tmp_path / "none.cfg"),
         "MIN_DISK_GB": "0",
+        # Stub daemons and no Apptainer here: containment is the e2e tests' (tests/e2e).
+        "JOB_CONTAINMENT": "preferred",
         "CVMFS_MODE": "none",
         "OSPOOL_EP_STATE_FILE": str(tmp_path / "state.json"),
         "ENV_DUMP": str(dump),

@@ -182,17 +182,34 @@ REPORTS: list[tuple[str, dict[str, str | None], bool, list[str]]] = [
             "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU": "100%__htc/rocky:9-cuda-12.6.0",
         },
         True,
+        [],
+    ),
+    (
+        "default-images-relative-weights",
+        {"OSG_DEFAULT_CONTAINER_DISTRIBUTION": "1%__htc/rocky:8 3%__htc/rocky:9"},
+        True,
         [
-            "WARN  OSG_DEFAULT_CONTAINER_DISTRIBUTION: is accepted but not acted on by this "
-            "pilot: OSG's container picks the "
-            "default image of jobs that name none from these weights -- "
-            "nothing to fix if that is fine; unset OSG_DEFAULT_CONTAINER_DISTRIBUTION to "
-            "silence this",
-            "WARN  OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU: is accepted but not acted on by "
-            "this pilot: OSG's container picks the "
-            "default image of GPU jobs that name none from these weights -- "
-            "nothing to fix if that is fine; unset OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU to "
-            "silence this",
+            "WARN  OSG_DEFAULT_CONTAINER_DISTRIBUTION: the weights add up to 4, not 100: "
+            "they are taken as relative weights -- give weights that add up to 100 to make "
+            "the shares plain",
+        ],
+    ),
+    (
+        "default-images-bad-weight",
+        {"OSG_DEFAULT_CONTAINER_DISTRIBUTION": "0%__htc/rocky:8"},
+        False,
+        [
+            "FAIL  OSG_DEFAULT_CONTAINER_DISTRIBUTION: '0%__htc/rocky:8' has the weight 0 -- "
+            "use a weight from 1 to 100"
+        ],
+    ),
+    (
+        "job-containment",
+        {"JOB_CONTAINMENT": "optional"},
+        False,
+        [
+            "FAIL  JOB_CONTAINMENT: 'optional' is not a containment policy -- "
+            "use required, preferred or none"
         ],
     ),
     (
@@ -211,12 +228,7 @@ REPORTS: list[tuple[str, dict[str, str | None], bool, list[str]]] = [
         "bind-extra",
         {"SINGULARITY_BIND_EXTRA": "/data:/data:ro /scratch"},
         True,
-        [
-            "WARN  SINGULARITY_BIND_EXTRA: is accepted but not acted on by this pilot: OSG's "
-            "container binds these paths into "
-            "every job's Apptainer container; this pilot does not bind them yet -- "
-            "nothing to fix if that is fine; unset SINGULARITY_BIND_EXTRA to silence this"
-        ],
+        [],
     ),
     (
         "registry-mirror",

@@ -36,7 +36,12 @@ JOB_ENV_CONFIG_FIX = (
     "HTCondor's configuration, where '$(...)' expands a macro and '\\' continues a line"
 )
 POOL_FIX = "use one of ospool, itb-ospool, or a central manager's host[:port]"
-DISTRIBUTION_FIX = "give weights that add up to 100, e.g. 10%__htc/rocky:8 90%__htc/rocky:9"
+DISTRIBUTION_FIX = (
+    "write weighted images separated by blanks, e.g. 10%__htc/rocky:8 90%__htc/rocky:9"
+)
+DISTRIBUTION_PLACE = (
+    "give the image's path relative to /cvmfs/singularity.opensciencegrid.org/, e.g. htc/rocky:9"
+)
 MACRO = "contains '$', which HTCondor would expand as a macro"
 
 # (id, the parser on a bad value, message, fix)
@@ -379,25 +384,61 @@ REFUSALS: list[tuple[str, Callable[[], object], str, str]] = [
         "distribution-form",
         lambda: ev.parse_image_distribution("htc/rocky:9"),
         "'htc/rocky:9' is not PERCENT%__IMAGE",
-        "e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
+        DISTRIBUTION_FIX,
+    ),
+    (
+        "distribution-no-image",
+        lambda: ev.parse_image_distribution("100%__"),
+        "'100%__' is not PERCENT%__IMAGE",
+        DISTRIBUTION_FIX,
+    ),
+    (
+        "distribution-weight-word",
+        lambda: ev.parse_image_distribution("ten%__htc/rocky:9"),
+        "'ten%__htc/rocky:9' is not PERCENT%__IMAGE",
+        DISTRIBUTION_FIX,
+    ),
+    (
+        "distribution-single-underscore",
+        lambda: ev.parse_image_distribution("100%_htc/rocky:9"),
+        "'100%_htc/rocky:9' is not PERCENT%__IMAGE",
+        DISTRIBUTION_FIX,
+    ),
+    (
+        "distribution-weight-zero",
+        lambda: ev.parse_image_distribution("0%__htc/rocky:9"),
+        "'0%__htc/rocky:9' has the weight 0",
+        "use a weight from 1 to 100",
+    ),
+    (
+        "distribution-weight-over-100",
+        lambda: ev.parse_image_distribution("101%__htc/rocky:9"),
+        "'101%__htc/rocky:9' has the weight 101",
+        "use a weight from 1 to 100",
     ),
     (
         "distribution-parent",
         lambda: ev.parse_image_distribution("100%__../etc"),
-        "'100%__../etc' is not PERCENT%__IMAGE",
-        "e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
+        "'100%__../etc' names an image outside /cvmfs/singularity.opensciencegrid.org/",
+        DISTRIBUTION_PLACE,
     ),
     (
-        "distribution-over-100",
-        lambda: ev.parse_image_distribution("60%__a 41%__b"),
-        "the weights add up to 101%",
-        DISTRIBUTION_FIX,
+        "distribution-absolute",
+        lambda: ev.parse_image_distribution("100%__/etc/condor"),
+        "'100%__/etc/condor' names an image outside /cvmfs/singularity.opensciencegrid.org/",
+        DISTRIBUTION_PLACE,
+    ),
+    (
+        "distribution-characters",
+        lambda: ev.parse_image_distribution("100%__htc/rocky:9$(X)"),
+        "'100%__htc/rocky:9$(X)' names an image with characters no image path has",
+        "use letters, digits and . _ : / @ + - only, e.g. htc/rocky:9",
     ),
     (
         "distribution-empty",
         lambda: ev.parse_image_distribution(" "),
         "names no image",
-        DISTRIBUTION_FIX,
+        "write weighted images, e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
     ),
     # -- shapes of the launcher's own keys (same module: one rule per shape) --
     (

@@ -53,6 +53,8 @@ def site(tmp_path: Path) -> dict[str, str]:
         "PILOT_DIR": str(tmp_path / "pilot"),
         "EXTRA_ATTRIBUTES_FILE": str(tmp_path / "extra.cfg"),
         "MIN_DISK_GB": "0",
+        # Stub daemons and no Apptainer here: containment is the e2e tests' (tests/e2e).
+        "JOB_CONTAINMENT": "preferred",
         "OSPOOL_EP_STATE_FILE": str(tmp_path / "state.json"),
     }
 
