@@ -123,7 +123,7 @@ def test_the_read_back_catches_a_knob_htcondor_reads_differently(tmp_path: Path)
     render.write_tree(files, output=output)
     (output / "config.d" / "99-late.conf").write_text("START = True\n")
     findings = Findings()
-    expected = {"START": plan.start, "NUM_CPUS": str(plan.offer.cpus)}
+    expected = {"START": render.start_of(plan), "NUM_CPUS": str(plan.offer.cpus)}
     assert not render.verify_tree(output=output, expected=expected, findings=findings, environ={})
     assert [f.message for f in findings.failures] == [
         "HTCondor reads different values for START than were rendered"
@@ -134,7 +134,7 @@ def test_the_read_back_excuses_only_the_knob_the_site_overrode(tmp_path: Path) -
     plan = make_plan()
     output = tmp_path / "cfg"
     render.write_tree(render.render_files(plan, config_dir=PurePosixPath(output)), output=output)
-    expected = {"START": plan.start, "NUM_CPUS": "999"}
+    expected = {"START": render.start_of(plan), "NUM_CPUS": "999"}
     findings = Findings()
     environ = {"_CONDOR_START": "False", "PATH": os.environ.get("PATH", "")}
     assert not render.verify_tree(

@@ -186,12 +186,45 @@ def job_environment(settings: Settings) -> list[str]:
     return [_environment_entry(name, value) for name, value in pairs]
 
 
+JOB_IMAGE = "TARGET.SingularityImage"
+
+
+def job_image_allowed(image: str = JOB_IMAGE) -> str:
+    """Whether a job's own image is one it may run in: a path under /cvmfs (what OSG
+    publishes), a registry's ``docker://`` image, or the built-in image; never with a
+    ``..`` in it (no image name has one; ``(/|$)`` cannot be written: ``$`` is a macro).
+    Any other path would be a directory of the pilot's (``/pilot``, with the token)
+    that Apptainer would take as the job's root file system."""
+    places = f'regexp("^(/cvmfs/|docker://)", {image})'
+    builtin = f"{image} == {string_literal(BUILTIN_IMAGE)}"
+    return f'(({places} || {builtin}) && !regexp("[.][.]", {image}))'
+
+
+def image_named_clause(image: str = JOB_IMAGE) -> str:
+    return f"isString({image}) && size({image}) > 0"
+
+
+def image_start_clause(*, contained: bool) -> str:
+    """START's term on the job's image. Contained: a job that names an image names an
+    allowed one. Bare: a job that names an image cannot have it, so it does not start."""
+    named = image_named_clause()
+    if not contained:
+        return f"!({named})"
+    return f"(!({named}) || {job_image_allowed()})"
+
+
+def start_of(plan: PilotPlan) -> str:
+    """The START rendered: the policy's terms and the job-image term of containment."""
+    return f"{plan.start} && {image_start_clause(contained=plan.containment.contained)}"
+
+
 def image_expression(default_image: str) -> str:
-    """SINGULARITY_IMAGE_EXPR: the job's own +SingularityImage, else the default image.
-    The starter evaluates it with the slot ad as MY and the job ad as TARGET
-    (condor_starter.V6.1/singularity.cpp, param_eval_string), hence TARGET."""
-    named = "isString(TARGET.SingularityImage) && size(TARGET.SingularityImage) > 0"
-    return f"ifThenElse({named}, TARGET.SingularityImage, {string_literal(default_image)})"
+    """SINGULARITY_IMAGE_EXPR: the job's own +SingularityImage where allowed, else the
+    default image (START keeps jobs naming another image off; this holds should one
+    still arrive). The starter evaluates it with the slot ad as MY and the job ad as
+    TARGET (condor_starter.V6.1/singularity.cpp, param_eval_string), hence TARGET."""
+    own = f"{image_named_clause()} && {job_image_allowed()}"
+    return f"ifThenElse({own}, {JOB_IMAGE}, {string_literal(default_image)})"
 
 
 def bind_expression(binds: tuple[str, ...], default_image: str) -> str:
@@ -220,7 +253,7 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
         "offer": plan.offer,
         "lifetime": plan.lifetime,
         "pool": plan.pool,
-        "start": plan.start,
+        "start": start_of(plan),
         "name": plan.name,
         "uuid": plan.uuid,
         "local_dir": plan.local_dir,
@@ -339,7 +372,7 @@ def write_and_verify(
         "DAEMON_LIST": "MASTER, STARTD",
         "NUM_CPUS": str(plan.offer.cpus),
         "MEMORY": str(plan.offer.memory_mb),
-        "START": plan.start,
+        "START": start_of(plan),
         "GLIDEIN_Site": string_literal(plan.settings.site),
         "LOCAL_DIR": str(plan.local_dir),
     }

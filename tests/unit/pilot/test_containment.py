@@ -314,3 +314,55 @@ def test_a_pilot_without_binds_binds_only_usr_into_the_built_in_image(tmp_path: 
     knobs = _knobs(tmp_path, make_plan(containment=contained), "SINGULARITY_BIND_EXPR")
     assert _evaluate(knobs["SINGULARITY_BIND_EXPR"], {}) == "/usr:/usr:ro"
     assert _evaluate(knobs["SINGULARITY_BIND_EXPR"], {"SingularityImage": "/cvmfs/i"}) == ""
+
+
+ROCKY = f"{BASE}/htc/rocky:9"
+
+
+@pytest.mark.parametrize(
+    ("named", "starts", "runs_in"),
+    [
+        pytest.param(None, True, ROCKY, id="no-image-the-default"),
+        pytest.param("", True, ROCKY, id="an-empty-image-the-default"),
+        pytest.param("/cvmfs/singularity.opensciencegrid.org/htc/rocky:8", True, None, id="cvmfs"),
+        pytest.param("docker://htc/rocky:9", True, None, id="a-registry-image"),
+        pytest.param(c.BUILTIN_IMAGE, True, None, id="the-built-in-image"),
+        pytest.param("/pilot", False, ROCKY, id="the-pilot-directory"),
+        pytest.param("/etc/condor", False, ROCKY, id="the-pilots-configuration"),
+        pytest.param("/", False, ROCKY, id="the-root"),
+        pytest.param("/cvmfs/../pilot", False, ROCKY, id="a-way-out-of-cvmfs"),
+        pytest.param("/cvmfs/x/..", False, ROCKY, id="a-way-up"),
+        pytest.param("cvmfs/x", False, ROCKY, id="a-relative-path"),
+        pytest.param(f"{c.BUILTIN_IMAGE}/../../..", False, ROCKY, id="a-way-out-of-the-built-in"),
+    ],
+)
+def test_a_job_may_name_its_own_image_only_where_images_are_published(
+    tmp_path: Path, named: str | None, starts: bool, runs_in: str | None
+) -> None:
+    """Any other path would be a directory of the pilot's (/pilot holds the token) that
+    Apptainer takes as the job's root: START keeps such a job off, and should one
+    arrive anyway, it runs in the default image, never in the path it named."""
+    contained = c.Containment(contained=True, apptainer="/usr/bin/apptainer", image=ROCKY)
+    plan = make_plan(containment=contained)
+    knobs = _knobs(tmp_path, plan, "START", "SINGULARITY_IMAGE_EXPR")
+    job = {} if named is None else {"SingularityImage": named}
+    term = render.image_start_clause(contained=True)
+
+    assert knobs["START"].endswith(f" && {term}")
+    assert _evaluate(term, job) is starts
+    assert _evaluate(knobs["SINGULARITY_IMAGE_EXPR"], job) == (runs_in or named)
+
+
+@pytest.mark.parametrize(
+    ("job", "starts"),
+    [({}, True), ({"SingularityImage": ""}, True), ({"SingularityImage": ROCKY}, False)],
+    ids=["no-image", "an-empty-image", "an-image"],
+)
+def test_a_bare_pilot_starts_no_job_that_needs_an_image(
+    tmp_path: Path, job: dict[str, str], starts: bool
+) -> None:
+    knobs = _knobs(tmp_path, make_plan(containment=c.NOT_DECIDED), "START")
+    term = render.image_start_clause(contained=False)
+
+    assert knobs["START"].endswith(f" && {term}")
+    assert _evaluate(term, job) is starts

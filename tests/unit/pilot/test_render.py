@@ -85,7 +85,7 @@ def test_the_rendered_slot_start_and_lifetime_are_what_htcondor_reads(tmp_path: 
     )
     assert knobs["NUM_CPUS"] == "4"
     assert knobs["MEMORY"] == "8000"
-    assert knobs["START"] == plan.start
+    assert knobs["START"] == render.start_of(plan)
     assert knobs["GLIDEIN_ToRetire"] == str(plan.lifetime.to_retire)
     assert knobs["GLIDEIN_ToDie"] == str(plan.lifetime.to_die)
     assert knobs["STARTD_NOCLAIM_SHUTDOWN"] == "1800"
