@@ -159,6 +159,19 @@ def test_every_command_leaves_proc_unmasked_for_apptainer_and_is_never_privilege
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_job_containment_reaches_the_pilot_and_changes_no_engine_option(engine: str) -> None:
+    """JOB_CONTAINMENT is the pilot's (``-e``); the engine options stay the same for
+    every value: bare jobs need nothing, and the unmask costs them nothing."""
+    default = build("", engine).argv
+    for value in ("required", "preferred", "none"):
+        argv = build(f"JOB_CONTAINMENT={value}\n", engine).argv
+        assert ("-e", f"JOB_CONTAINMENT={value}") in options(argv)
+        assert [w for w in argv if w != f"JOB_CONTAINMENT={value}" and w != "-e"] == [
+            w for w in default if w != "-e"
+        ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(
     ("text", "present", "absent"),
     [
