@@ -166,7 +166,7 @@ def test_job_containment_reaches_the_pilot_and_changes_no_engine_option(engine: 
     for value in ("required", "preferred", "none"):
         argv = build(f"JOB_CONTAINMENT={value}\n", engine).argv
         assert ("-e", f"JOB_CONTAINMENT={value}") in options(argv)
-        assert [w for w in argv if w != f"JOB_CONTAINMENT={value}" and w != "-e"] == [
+        assert [w for w in argv if w not in (f"JOB_CONTAINMENT={value}", "-e")] == [
             w for w in default if w != "-e"
         ]
 
