@@ -10,13 +10,28 @@ import sys
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
+from ospool_ep.detect.apptainer import ApptainerTest
 from ospool_ep.detect.offer import Offer
 from ospool_ep.inputs import policy
 from ospool_ep.inputs.pools import resolve_pool
 from ospool_ep.inputs.settings import Settings
 from ospool_ep.pilot import render
+from ospool_ep.pilot.containment import Containment
 
 START_TIME = 1_790_000_000
+APPTAINER_PASSED = ApptainerTest(
+    path="/usr/bin/apptainer",
+    version="apptainer version 1.4.5",
+    detail="/usr/bin/apptainer ran a test container",
+)
+CONTAINED = Containment(
+    contained=True,
+    apptainer="/usr/bin/apptainer",
+    version="apptainer version 1.4.5",
+    image="/cvmfs/singularity.opensciencegrid.org/htc/rocky:9",
+    binds=("/cvmfs:/cvmfs:ro",),
+)
+"""What a pilot with host CVMFS and a working Apptainer renders (the default)."""
 
 
 def make_plan(settings: Settings | None = None, **overrides: object) -> render.PilotPlan:

@@ -114,15 +114,46 @@ PROC_MOUNT_FIX = (
 )
 
 
+USERNS_REFUSED = "user namespace"
+"""In each of the reasons Apptainer's starter gives when it cannot create a user
+namespace (cmd/starter/c/starter.c, nserror: "user namespace disabled", "not allowed
+to create user namespace", "maximum number of user namespaces exceeded, check
+/proc/sys/user/max_user_namespaces", "user namespace requires to set
+/proc/sys/kernel/unprivileged_userns_clone to 1", after "Failed to create user
+namespace:")."""
+USERNS_FIX = (
+    "user namespaces are not available to the pilot: allow them on the host"
+    " (sysctl user.max_user_namespaces=15000; kernel.unprivileged_userns_clone=1 where"
+    " that exists) and in the container engine (docker's default seccomp profile refuses"
+    " them: --security-opt seccomp=unconfined)"
+)
+NO_APPTAINER = "no apptainer in the image or in CVMFS"
+NO_APPTAINER_FIX = (
+    "run the default image (HTCondor 25 with Apptainer), or set JOB_CONTAINMENT=none"
+    " to run jobs bare (an image built without Apptainer, e.g. the Debian-stable build)"
+)
+
+
+def known_fix(said: str) -> str | None:
+    """The run option or host setting that cures a refusal Apptainer is known to give."""
+    if PROC_MOUNT_REFUSED in said:
+        return PROC_MOUNT_FIX
+    if USERNS_REFUSED in said:
+        return USERNS_FIX
+    if NO_APPTAINER in said:
+        return NO_APPTAINER_FIX
+    return None
+
+
 def failure_reason(output: str) -> str:
     """Apptainer's own reason (its last FATAL line, else the output's end), and the fix
-    for the refusal seen in containers that mask /proc (podman's and docker's default)."""
+    for the refusals seen in containers: a masked /proc (podman's and docker's default),
+    no user namespaces (host sysctl, docker's seccomp profile)."""
     lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
     fatal = [line for line in lines if line.startswith("FATAL")]
     said = fatal[-1] if fatal else " ".join(lines)[-200:]
-    if PROC_MOUNT_REFUSED in said:
-        said += f" -- {PROC_MOUNT_FIX}"
-    return said
+    fix = known_fix(said)
+    return f"{said} -- {fix}" if fix else said
 
 
 def find_working(
@@ -141,4 +172,4 @@ def find_working(
         if tested.works:
             return tested
         tried.append(tested.detail)
-    return ApptainerTest(detail="; ".join(tried) or "no apptainer in the image or in CVMFS")
+    return ApptainerTest(detail="; ".join(tried) or NO_APPTAINER)

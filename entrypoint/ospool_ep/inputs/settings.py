@@ -64,6 +64,16 @@ class Settings:
     singularity_bind_extra: tuple[str, ...] = default("SINGULARITY_BIND_EXTRA")
     extra_job_env: tuple[tuple[str, str], ...] = default("EXTRA_JOB_ENV")
     apptainer_registry_mirror: str | None = None
+    default_container_distribution: tuple[tuple[int, str], ...] = default(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION"
+    )
+    """(weight, image under /cvmfs/singularity.opensciencegrid.org/) of jobs naming none."""
+    default_container_distribution_gpu: tuple[tuple[int, str], ...] = default(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU"
+    )
+    """The same, when the pilot offers GPUs."""
+    job_containment: Literal["required", "preferred", "none"] = default("JOB_CONTAINMENT")
+    """Whether every job must run inside Apptainer (SPEC 7.6)."""
     shutdown_grace_seconds: int = default("SHUTDOWN_GRACE_SECONDS")
     pilot_walltime_seconds: int | None = None
     memory_overhead_mb: int = default("MEMORY_OVERHEAD_MB")
@@ -89,12 +99,6 @@ class Settings:
     ccb_range_high: int | None = None
     garbage_collection: bool = default("GARBAGE_COLLECTION")
     institution_id: str | None = None
-    default_container_distribution: tuple[tuple[int, str], ...] = default(
-        "OSG_DEFAULT_CONTAINER_DISTRIBUTION"
-    )
-    default_container_distribution_gpu: tuple[tuple[int, str], ...] = default(
-        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU"
-    )
     supervisord_restart_policy: str | None = None
     allow_cpujob_on_gpuslot: str | None = None
     container_pilot_use_job_hook: str | None = None
@@ -240,6 +244,17 @@ def _check_combinations(
     conflict = walltime_conflict(walltime, grace) if walltime is not None else None
     if conflict:
         findings.fail("PILOT_WALLTIME", conflict, WALLTIME_FIX)
+    for name, key in (
+        ("OSG_DEFAULT_CONTAINER_DISTRIBUTION", "default_container_distribution"),
+        ("OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU", "default_container_distribution_gpu"),
+    ):
+        total = sum(weight for weight, _ in values.get(key, ()))
+        if environ.get(name, "").strip() and total != 100:
+            findings.warn(
+                name,
+                f"the weights add up to {total}, not 100: they are taken as relative weights",
+                "give weights that add up to 100 to make the shares plain",
+            )
     cvmfs_tuned = [
         name
         for name, key in (

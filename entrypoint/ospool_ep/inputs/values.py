@@ -381,28 +381,44 @@ def parse_host_name(raw: str) -> str:
     return parse_host(raw.strip())
 
 
-_DISTRIBUTION_ENTRY = re.compile(r"([0-9]{1,3})%__([A-Za-z0-9][A-Za-z0-9._/:+-]*)")
+DISTRIBUTION_EXAMPLE = "10%__htc/rocky:8 90%__htc/rocky:9"
+_IMAGE_PATH = re.compile(r"[A-Za-z0-9._:/@+-]+")
+
+
+def _distribution_entry(item: str) -> tuple[int, str]:
+    """One ``N%__IMAGE`` of a distribution: N in 1..100, IMAGE a relative path under
+    ``/cvmfs/singularity.opensciencegrid.org/``."""
+    weight, sep, image = item.partition("%__")
+    if not sep or not re.fullmatch(r"[0-9]{1,3}", weight) or not image:
+        raise Invalid(
+            f"{shown(item)} is not PERCENT%__IMAGE",
+            f"write weighted images separated by blanks, e.g. {DISTRIBUTION_EXAMPLE}",
+        )
+    if not 1 <= int(weight) <= 100:
+        raise Invalid(f"{shown(item)} has the weight {int(weight)}", "use a weight from 1 to 100")
+    if not _IMAGE_PATH.fullmatch(image):
+        raise Invalid(
+            f"{shown(item)} names an image with characters no image path has",
+            "use letters, digits and . _ : / @ + - only, e.g. htc/rocky:9",
+        )
+    if image.startswith("/") or ".." in image:
+        raise Invalid(
+            f"{shown(item)} names an image outside /cvmfs/singularity.opensciencegrid.org/",
+            "give the image's path relative to /cvmfs/singularity.opensciencegrid.org/, "
+            "e.g. htc/rocky:9",
+        )
+    return int(weight), image
 
 
 def parse_image_distribution(raw: str) -> tuple[tuple[int, str], ...]:
-    """``OSG_DEFAULT_CONTAINER_DISTRIBUTION[_GPU]``: blank-separated ``PERCENT%__IMAGE``
-    entries (``10%__htc/rocky:8 90%__htc/rocky:9``), the weights of the job images
-    under ``/cvmfs/singularity.opensciencegrid.org/`` (OSG's pilot picks one at random)."""
-    entries: list[tuple[int, str]] = []
-    for item in raw.split():
-        match = _DISTRIBUTION_ENTRY.fullmatch(item)
-        if not match or ".." in match.group(2):
-            raise Invalid(
-                f"{shown(item)} is not PERCENT%__IMAGE", "e.g. 10%__htc/rocky:8 90%__htc/rocky:9"
-            )
-        entries.append((int(match.group(1)), match.group(2)))
-    total = sum(percent for percent, _ in entries)
-    if not entries or total > 100:
-        raise Invalid(
-            f"the weights add up to {total}%" if entries else "names no image",
-            "give weights that add up to 100, e.g. 10%__htc/rocky:8 90%__htc/rocky:9",
-        )
-    return tuple(entries)
+    """``OSG_DEFAULT_CONTAINER_DISTRIBUTION[_GPU]``: blank-separated ``N%__IMAGE``
+    entries (``10%__htc/rocky:8 90%__htc/rocky:9``), the weights of the default job
+    images under ``/cvmfs/singularity.opensciencegrid.org/``; the pilot picks one at
+    start. Weights are relative (they need not add up to 100: settings warns)."""
+    entries = tuple(_distribution_entry(item) for item in raw.split())
+    if not entries:
+        raise Invalid("names no image", f"write weighted images, e.g. {DISTRIBUTION_EXAMPLE}")
+    return entries
 
 
 # ---------------------------------------------------------------------------

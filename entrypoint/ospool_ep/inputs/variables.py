@@ -24,6 +24,7 @@ TEN_YEARS_H = 10 * 365 * 24
 """Upper bound of every duration: larger values are typos, and overflow date arithmetic."""
 
 CVMFS_MODES = ("auto", "bind", "cvmfsexec", "none")
+JOB_CONTAINMENTS = ("required", "preferred", "none")
 LOG_FORMATS = ("text", "json")
 
 
@@ -80,6 +81,10 @@ def _optional_url(url: str | None) -> str:
 
 def _pool_shown(pool: str) -> str:
     return pool if pool in POOL_NAMES else f"{pool} (a central manager's host)"
+
+
+def _distribution_shown(entries: tuple[tuple[int, str], ...]) -> str:
+    return " ".join(f"{weight}%__{image}" for weight, image in entries)
 
 
 _NO_LONGER_READ = "OSG's container no longer reads it"
@@ -198,8 +203,6 @@ VARIABLES: tuple[Variable, ...] = (
         "extra binds",
         default=(),
         display=",".join,
-        not_acted_on="OSG's container binds these paths into every job's Apptainer "
-        "container; this pilot does not bind them yet",
     ),
     Variable(
         "EXTRA_JOB_ENV",
@@ -216,6 +219,29 @@ VARIABLES: tuple[Variable, ...] = (
         "registry mirror",
         not_acted_on="OSG's container makes Apptainer pull docker.io images through "
         "this mirror; this pilot does not configure Apptainer's registries",
+    ),
+    Variable(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
+        "default_container_distribution",
+        v.parse_image_distribution,
+        "default job images",
+        default=((10, "htc/rocky:8"), (90, "htc/rocky:9")),
+        display=_distribution_shown,
+    ),
+    Variable(
+        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU",
+        "default_container_distribution_gpu",
+        v.parse_image_distribution,
+        "default GPU job images",
+        default=((100, "htc/rocky:9-cuda-12.6.0"),),
+        display=_distribution_shown,
+    ),
+    Variable(
+        "JOB_CONTAINMENT",
+        "job_containment",
+        lambda raw: v.parse_choice(raw, JOB_CONTAINMENTS, "a containment policy"),
+        "required, preferred or none",
+        default="required",
     ),
     # OSG's pilot passes these on to every job when they are set in its environment.
     Variable(
@@ -304,24 +330,6 @@ VARIABLES: tuple[Variable, ...] = (
         v.parse_ad_string,
         "OSG institution ID",
         not_acted_on="OSG's container publishes it in the slot ad as OSG_INSTITUTION_ID",
-    ),
-    Variable(
-        "OSG_DEFAULT_CONTAINER_DISTRIBUTION",
-        "default_container_distribution",
-        v.parse_image_distribution,
-        "default job images",
-        default=((10, "htc/rocky:8"), (90, "htc/rocky:9")),
-        not_acted_on="OSG's container picks the default image of jobs that name none "
-        "from these weights",
-    ),
-    Variable(
-        "OSG_DEFAULT_CONTAINER_DISTRIBUTION_GPU",
-        "default_container_distribution_gpu",
-        v.parse_image_distribution,
-        "default GPU job images",
-        default=((100, "htc/rocky:9-cuda-12.6.0"),),
-        not_acted_on="OSG's container picks the default image of GPU jobs that name none "
-        "from these weights",
     ),
     Variable(
         "SUPERVISORD_RESTART_POLICY",

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +30,7 @@ from ospool_ep.inputs import attributes, policy
 from ospool_ep.inputs import tokens as tokens_mod
 from ospool_ep.inputs.pools import POOLS, resolve_pool
 from ospool_ep.inputs.settings import Settings, input_files, load_settings
+from ospool_ep.pilot import containment
 from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.render import PilotPlan
 
@@ -204,6 +205,20 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         rng=host.rng,
     )
     uuid = policy.pilot_uuid(host.rng)
+    # Drawn after the name and uuid: earlier draws stay what they were before containment.
+    random_value = host.rng.random()
+    if facilities.cvmfs.mode == "cvmfsexec":
+        # Apptainer and the images are only visible inside cvmfsexec: decided there at start.
+        findings.passed(containment.SUBJECT, "decided inside cvmfsexec when the pilot starts")
+        contained = containment.NOT_DECIDED
+    else:
+        contained = decide_containment(
+            host,
+            settings,
+            facilities,
+            findings,
+            random_value=random_value,
+        )
     local_dir = PurePosixPath(settings.pilot_dir) / f"ospool-ep-{uuid}"
     plan = PilotPlan(
         settings=settings,
@@ -225,6 +240,8 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         node_validated=facilities.cvmfs.node_validated,
         gpus=facilities.gpus,
         apptainer=facilities.apptainer,
+        containment=contained,
+        random_value=random_value,
     )
     return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens), plan=plan)
 
@@ -290,3 +307,43 @@ def report_apptainer(tested: apptainer.ApptainerTest, findings: Findings) -> Non
             "Apptainer",
             f"none works ({tested.detail}): HAS_SINGULARITY = False, container jobs will not match",
         )
+
+
+def decide_containment(
+    host: Host,
+    settings: Settings,
+    facilities: Facilities,
+    findings: Findings,
+    *,
+    random_value: float,
+    exists: Callable[[str], bool] = os.path.exists,
+) -> containment.Containment:
+    """SPEC 7.6: the default image and whether jobs run in Apptainer (the same for
+    ``check`` and ``run``; with cvmfsexec, ``run`` calls it inside, see prepare)."""
+    cvmfs_plan = facilities.cvmfs
+    has_cvmfs = cvmfs_plan.mode in ("bind", "cvmfsexec")
+    # Never stat a path in a repo that may hang: only a healthy image repo is looked into.
+    images_healthy = bool(cvmfs_plan.healthy_repos().get(containment.CVMFS_IMAGE_REPO))
+    distribution = (
+        settings.default_container_distribution_gpu
+        if facilities.gpus.ids
+        else settings.default_container_distribution
+    )
+    choice = containment.choose_default_image(
+        distribution,
+        cvmfs_root=str(host.cvmfs_root) if has_cvmfs and images_healthy else None,
+        exists=exists,
+        random_value=random_value,
+    )
+    binds = containment.job_binds(
+        cvmfs_root=str(host.cvmfs_root) if has_cvmfs else None,
+        extra=settings.singularity_bind_extra,
+        opencl_vendors=facilities.gpus.opencl_vendors,
+    )
+    return containment.decide(
+        settings.job_containment,
+        tested=facilities.apptainer,
+        choice=choice,
+        binds=binds,
+        findings=findings,
+    )

@@ -31,10 +31,12 @@ from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.handoff import Launch
 from ospool_ep.pilot.logs import Emitter, Level
 from ospool_ep.pilot.plan import (
+    Facilities,
     Host,
     apptainer_candidates,
     build_plan,
     check_htcondor_installed,
+    decide_containment,
     find_daemon,
     report_apptainer,
 )
@@ -254,10 +256,27 @@ def _start_cvmfsexec(
     findings = Findings()
     cvmfs.report_health(health, findings)
     report_apptainer(tested, findings)
-    report_findings(findings, emitter)
     cvmfs_plan = dataclasses.replace(cvmfs_plan, health=health)
+    root = f"{cvmfs_plan.root.rstrip('/')}/"
+    contained = decide_containment(
+        host,
+        settings,
+        Facilities(cvmfs=cvmfs_plan, gpus=plan.gpus, apptainer=tested),
+        findings,
+        random_value=plan.random_value,
+        # The images are inside cvmfsexec's namespace only: a healthy repo is trusted.
+        exists=lambda path: path.startswith(root) or Path(path).exists(),
+    )
+    report_findings(findings, emitter)
+    if findings.has_failures():
+        emitter.event("error", f"not starting (exit {int(ExitCode.UNAVAILABLE)})")
+        raise NotStarting(ExitCode.UNAVAILABLE)
     plan = dataclasses.replace(
-        plan, cvmfs=cvmfs_plan, node_validated=cvmfs_plan.node_validated, apptainer=tested
+        plan,
+        cvmfs=cvmfs_plan,
+        node_validated=cvmfs_plan.node_validated,
+        apptainer=tested,
+        containment=contained,
     )
     return plan, prepared
 

@@ -39,6 +39,7 @@ from ospool_ep.inputs.pools import PoolEndpoints
 from ospool_ep.inputs.settings import Settings
 from ospool_ep.inputs.values import config_unsafe_reason
 from ospool_ep.pilot import atomic, dropin
+from ospool_ep.pilot.containment import BUILTIN_BINDS, BUILTIN_IMAGE, NOT_DECIDED, Containment
 
 ROOT_FILE = "condor_config"
 PARSER_TIMEOUT_SECONDS = 20
@@ -82,6 +83,10 @@ class PilotPlan:
     """None: CVMFS not planned (unit tests of other stages); run and check always plan it."""
     gpus: GpuReport = NO_GPUS
     apptainer: ApptainerTest = APPTAINER_NOT_TESTED
+    containment: Containment = NOT_DECIDED
+    random_value: float = 0.0
+    """Drawn once per pilot start: picks the default job image (also when the choice
+    is made later, inside cvmfsexec)."""
 
 
 def _checked(value: object) -> str:
@@ -181,6 +186,26 @@ def job_environment(settings: Settings) -> list[str]:
     return [_environment_entry(name, value) for name, value in pairs]
 
 
+def image_expression(default_image: str) -> str:
+    """SINGULARITY_IMAGE_EXPR: the job's own +SingularityImage, else the default image.
+    The starter evaluates it with the slot ad as MY and the job ad as TARGET
+    (condor_starter.V6.1/singularity.cpp, param_eval_string), hence TARGET."""
+    named = "isString(TARGET.SingularityImage) && size(TARGET.SingularityImage) > 0"
+    return f"ifThenElse({named}, TARGET.SingularityImage, {string_literal(default_image)})"
+
+
+def bind_expression(binds: tuple[str, ...], default_image: str) -> str:
+    """SINGULARITY_BIND_EXPR: a string of comma-separated binds (the starter splits it on
+    commas and blanks and passes each to ``-B``, skipping missing sources). The job's
+    own SingularityBind (HTCondor's default here) is not honoured: it would let a job
+    bind any pilot path into its container. The built-in image's ``/usr`` only for jobs
+    that run in the built-in image."""
+    is_builtin = f"({image_expression(default_image)}) =?= {string_literal(BUILTIN_IMAGE)}"
+    always = ",".join(binds)
+    builtin = ",".join((*binds, *BUILTIN_BINDS))
+    return f"ifThenElse({is_builtin}, {string_literal(builtin)}, {string_literal(always)})"
+
+
 def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str]:
     """File name (relative to ``config_dir``) -> text. Pure."""
     env = _environment()
@@ -213,6 +238,9 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
         "cvmfs": plan.cvmfs,
         "gpus": plan.gpus,
         "apptainer": plan.apptainer,
+        "containment": plan.containment,
+        "image_expression": image_expression(plan.containment.image),
+        "bind_expression": bind_expression(plan.containment.binds, plan.containment.image),
     }
     files: dict[str, str] = {}
     for template_name in sorted(env.list_templates(filter_func=lambda n: n.endswith(".j2"))):

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 from paths import GOLDEN
-from render_plans import make_plan, read_knobs
+from render_plans import APPTAINER_PASSED, CONTAINED, make_plan, read_knobs
 
 from ospool_ep.findings import Findings, Status
 from ospool_ep.inputs.attributes import ExtraAttribute
@@ -231,7 +231,10 @@ def test_the_rendered_tree_matches_the_golden_files(tmp_path: Path) -> None:
     )
     extra = (ExtraAttribute(name="KUBERNETES_NAMESPACE", expression='"osg"', line=1),)
     files = render.render_files(
-        make_plan(settings, extra_attributes=extra), config_dir=PurePosixPath("/etc/ospool-ep")
+        make_plan(
+            settings, extra_attributes=extra, containment=CONTAINED, apptainer=APPTAINER_PASSED
+        ),
+        config_dir=PurePosixPath("/etc/ospool-ep"),
     )
     if os.environ.get("OSPOOL_EP_UPDATE_GOLDEN"):
         for relative, text in files.items():
