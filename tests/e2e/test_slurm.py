@@ -20,6 +20,7 @@ Run: ``python -m pytest tests/e2e/test_slurm.py -v -s`` (``-s`` prints timings).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -65,19 +66,26 @@ def _print_timings() -> Iterator[None]:
 
 _STAND_IN_PILOT = """\
 #!/bin/bash
-# Stands in for ospool-ep: what it was started with, as JSON.
+# Stands in for ospool-ep, apptainer and podman: what it was started with, as JSON.
 python3 - "$$" "$@" <<'PY'
 import json, os, sys
 names = ("SLURM_JOB_END_TIME", "PILOT_DIR", "OSPOOL_EP_STATE_FILE", "SHUTDOWN_GRACE_SECONDS",
          "TOKEN_DIR", "GLIDEIN_Site", "GLIDEIN_ResourceName", "PILOT_WALLTIME")
 print(json.dumps({"pid": int(sys.argv[1]), "argv": sys.argv[2:],
-                  "env": {n: os.environ.get(n) for n in names}}))
+                  "env": {n: os.environ.get(n) for n in names},
+                  "apptainerenv": {k[len("APPTAINERENV_"):]: v for k, v in os.environ.items()
+                                   if k.startswith("APPTAINERENV_")}}))
 PY
 """
+RUNTIMES = ("apptainer", "podman", "node")
+"""The script's runtimes; the first is its default."""
+STAND_INS = {"apptainer": "apptainer", "podman": "podman", "node": "ospool-ep"}
+"""The program each runtime execs."""
 
 
 def stand_ins(tmp_path: Path, *, squeue: str, scontrol: str) -> Path:
-    """A bin directory with ``ospool-ep``, ``squeue`` and ``scontrol`` stand-ins.
+    """A bin directory with ``ospool-ep``, ``apptainer``, ``podman``, ``squeue`` and
+    ``scontrol`` stand-ins.
 
     ``squeue`` prints ``squeue`` only when asked for epoch seconds
     (SLURM_TIME_FORMAT=%s), as Slurm does; ``scontrol`` prints ``scontrol``.
@@ -85,7 +93,7 @@ def stand_ins(tmp_path: Path, *, squeue: str, scontrol: str) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scripts = {
-        "ospool-ep": _STAND_IN_PILOT,
+        **dict.fromkeys(STAND_INS.values(), _STAND_IN_PILOT),
         "squeue": f'#!/bin/bash\n[[ "$SLURM_TIME_FORMAT" == %s ]] && echo "{squeue}"\n',
         "scontrol": f'#!/bin/bash\necho "JobId=42 JobName=ospool-ep {scontrol} Partition=x"\n',
     }
@@ -99,7 +107,8 @@ def stand_ins(tmp_path: Path, *, squeue: str, scontrol: str) -> Path:
 def run_script(
     tmp_path: Path, env: Mapping[str, str], *, squeue: str = "", scontrol: str = ""
 ) -> tuple[dict[str, Any], str, int]:
-    """Run the sbatch script under bash as Slurm would; (what ospool-ep got, stderr, bash's pid)."""
+    """Run the sbatch script under bash as Slurm would; (what the program it execs got,
+    stderr, bash's pid). The runtime is ``node`` unless ``env`` names another."""
     bin_dir = stand_ins(tmp_path, squeue=squeue, scontrol=scontrol)
     base = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -107,6 +116,7 @@ def run_script(
         "TZ": "UTC",
         "TMPDIR": str(tmp_path / "scratch"),
         "SLURM_JOB_ID": "42",
+        "OSPOOL_EP_RUNTIME": "node",
     }
     process = subprocess.Popen(
         ["bash", str(SCRIPT)],
@@ -208,7 +218,92 @@ def test_check_mode_and_an_unknown_runtime(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 78
-    assert "use node, apptainer or podman" in bad.stderr
+    assert "use apptainer, podman or node" in bad.stderr
+
+
+def test_the_default_runtime_is_the_pilot_image_under_apptainer() -> None:
+    """OSPOOL_EP_RUNTIME defaults to apptainer: the runtime that keeps the pilot
+    itself, not only its jobs, away from the submitting user's files."""
+    default = re.search(r'^: "\$\{OSPOOL_EP_RUNTIME:=(\w+)\}"$', SCRIPT.read_text(), re.MULTILINE)
+    assert default and default.group(1) == RUNTIMES[0] == "apptainer"
+
+
+def _site(tmp_path: Path) -> dict[str, str]:
+    """A site's settings, the default image in place, and a secret of the user's own."""
+    (tmp_path / "ospool-ep.sif").write_bytes(b"")
+    return {
+        "OSPOOL_EP_RUNTIME": "apptainer",
+        "GLIDEIN_Site": "Test Site",
+        "GLIDEIN_ResourceName": "Test Resource",
+        "SLURM_JOB_END_TIME": "1795240389",
+        "AWS_SECRET_ACCESS_KEY": "users-own-secret",
+    }
+
+
+def test_apptainer_runs_the_pilot_contained_with_only_its_variables(tmp_path: Path) -> None:
+    """``apptainer run --contain --ipc --cleanenv``, exec'ed: an empty $HOME, /tmp and
+    /dev instead of the node's; binds only the scratch (same path) and the token
+    directory (read-only, where the image looks); the pilot's variables go in as
+    APPTAINERENV_ copies, never on the command line, and the user's other
+    variables not at all. Jobs then run in Apptainer again, inside."""
+    got, _, pid = run_script(tmp_path, _site(tmp_path), squeue="1")
+    scratch, tokens = str(tmp_path / "scratch"), f"{tmp_path}/.ospool-ep/tokens"
+    assert got["pid"] == pid, "the script must exec apptainer, not run it as a child"
+    # The node's /cvmfs and /dev/fuse when it has them (for the jobs' images).
+    node = ["--bind", "/cvmfs"] if Path("/cvmfs").is_dir() else []
+    node += ["--bind", "/dev/fuse"] if Path("/dev/fuse").is_char_device() else []
+    assert got["argv"] == [
+        "run", "--contain", "--ipc", "--cleanenv",
+        "--bind", scratch, "--bind", f"{tokens}:/etc/condor/tokens-orig.d:ro",
+        *node,
+        str(tmp_path / "ospool-ep.sif"), "run",
+    ]  # fmt: skip
+    inside = got["apptainerenv"]
+    assert inside["GLIDEIN_Site"] == "Test Site"
+    assert inside["SLURM_JOB_END_TIME"] == "1795240389"
+    assert inside["SLURM_JOB_ID"] == "42"
+    assert inside["PILOT_DIR"] == scratch
+    assert inside["OSPOOL_EP_STATE_FILE"] == f"{scratch}/ospool-ep-state-42.json"
+    assert inside["TOKEN_DIR"] == "/etc/condor/tokens-orig.d"
+    assert "AWS_SECRET_ACCESS_KEY" not in inside and "HOME" not in inside
+    assert not any("Test Site" in word or "secret" in word for word in got["argv"])
+
+
+def test_apptainer_without_the_image_says_how_to_build_it(tmp_path: Path) -> None:
+    """The default image is ~/ospool-ep.sif; missing, the job ends 78 with the command
+    that builds it (a docker:// or other URI is left to Apptainer)."""
+    env = {**_site(tmp_path), "OSPOOL_EP_IMAGE": str(tmp_path / "none.sif")}
+    bin_dir = stand_ins(tmp_path, squeue="1", scontrol="")
+    result = subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "SLURM_JOB_ID": "1",
+             **env},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 78, result.stderr
+    assert f"apptainer build {tmp_path}/none.sif docker://" in result.stderr
+    (tmp_path / "u").mkdir()
+    uri, _, _ = run_script(tmp_path / "u", {**env, "OSPOOL_EP_IMAGE": "docker://x/y:1"}, squeue="1")
+    assert uri["argv"][-2:] == ["docker://x/y:1", "run"]
+
+
+def test_podman_runs_the_pilot_with_proc_unmasked_and_no_privilege(tmp_path: Path) -> None:
+    """Rootless podman: /proc unmasked for the jobs' Apptainer, every capability
+    dropped, no --privileged; the pilot's variables by name only, the scratch and
+    token as mounts at the image's paths."""
+    env = {**_site(tmp_path), "OSPOOL_EP_RUNTIME": "podman", "OSPOOL_EP_IMAGE": "docker://x/y:1"}
+    got, _, pid = run_script(tmp_path, env, squeue="1")
+    argv = got["argv"]
+    assert got["pid"] == pid
+    pairs = list(itertools.pairwise(argv))
+    assert ("--security-opt", "unmask=/proc/*") in pairs
+    assert ("--cap-drop", "ALL") in pairs
+    assert "--privileged" not in argv
+    assert ("--env", "GLIDEIN_Site") in pairs and ("--env", "SLURM_JOB_END_TIME") in pairs
+    assert ("--env", "AWS_SECRET_ACCESS_KEY") not in pairs
+    assert ("--env", "PILOT_DIR") not in pairs, "the node's path is not the container's"
+    assert ("--volume", f"{tmp_path}/scratch:/pilot") in pairs
+    assert argv[-2:] == ["x/y:1", "run"]
 
 
 def test_outside_a_slurm_job_the_script_refuses(tmp_path: Path) -> None:
