@@ -9,11 +9,14 @@ Two kinds of test:
   Seconds; no containers.
 * A real Slurm: a one-node cluster (Debian's slurmctld, slurmd, munge) in a
   container built from the pilot image (``tests/support/slurm/``), on the test pool's
-  network. The pilot script is submitted with a 3-minute walltime; the pilot
-  joins the pool sized to the job's allocation, runs a job, has a long job
-  running when the end comes, and is gone before the walltime: Slurm records
-  the job COMPLETED (not TIMEOUT or CANCELLED), the short job completed and
-  the long one is back in the queue, idle. About 3.5 minutes.
+  network. The pilot script is submitted with a 3-minute walltime and its
+  default runtime: the pilot image under the node's Apptainer, contained, its
+  jobs in Apptainer again inside. The pilot joins the pool sized to the job's
+  allocation and says its jobs are contained, runs a job, runs one that looks
+  for the submitting user's key, munge socket and sbatch and finds none, has a
+  long job running when the end comes, and is gone before the walltime: Slurm
+  records the job COMPLETED (not TIMEOUT or CANCELLED), the short jobs
+  completed and the long one is back in the queue, idle. About 4 minutes.
 
 Run: ``python -m pytest tests/e2e/test_slurm.py -v -s`` (``-s`` prints timings).
 """
@@ -42,6 +45,14 @@ SLURM_IMAGE = os.environ.get("OSPOOL_EP_SLURM_IMAGE", "localhost/ospool-ep-slurm
 NODE = "slurm"
 """The Slurm node's hostname (and its name on the pool network)."""
 SCRIPT_IN_NODE = "/opt/ospool-ep/slurm/ospool-ep.sbatch"
+ARCHIVE_IN_NODE = "/opt/ospool-ep/pilot-image.tar"
+PILOT_IMAGE_IN_NODE = "/home/osg/ospool-ep-image"
+"""The pilot image as an Apptainer sandbox in the user's home: what the script's
+default runtime (apptainer) runs. Built on the node from a docker archive of the
+image under test, as a site would build it from the registry."""
+USER_SECRET = "/home/osg/.ssh/id_ed25519"
+"""A key of the submitting user's, which no OSPool job may see."""
+MUNGE_SOCKET = "/run/munge/munge.socket.2"
 
 WALLTIME_MINUTES = 3
 GRACE_SECONDS = 30
@@ -410,10 +421,32 @@ class SlurmNode:
         return out
 
 
+@pytest.fixture(scope="module")
+def pilot_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image under test as a docker archive, for the node's Apptainer."""
+    if UNAVAILABLE is not None:
+        pytest.skip(f"container pool unavailable: {UNAVAILABLE}")
+    start = time.monotonic()
+    path = tmp_path_factory.mktemp("pilot-image") / "pilot.tar"
+    result = subprocess.run(
+        ["podman", "save", "--format", "docker-archive", "-o", str(path), pool.IMAGE],
+        env=_podman_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    path.chmod(0o644)  # bind-mounted read-only; read by the node's uid 1000
+    TIMINGS["pilot_archive"] = time.monotonic() - start
+    return path
+
+
 @pytest.fixture
-def slurm_node(live_pool: pool.Pool, slurm_image: str, tmp_path: Path) -> Iterator[SlurmNode]:
+def slurm_node(
+    live_pool: pool.Pool, slurm_image: str, pilot_archive: Path, tmp_path: Path
+) -> Iterator[SlurmNode]:
     """A Slurm node on the pool's network, idle and ready for jobs, with the
-    pilot script at /opt/ospool-ep/slurm and a pool token in the usual place."""
+    pilot script at /opt/ospool-ep/slurm, a pool token in the usual place, the
+    pilot image as an Apptainer sandbox in the user's home (built there by the
+    user, unprivileged), and a key of the user's in ~/.ssh. The node runs with
+    /proc unmasked (the pool's default), as a Slurm node's /proc is."""
     token = tmp_path / "token"
     token.write_text(live_pool.mint_token() + "\n")
     token.chmod(0o644)  # read-only bind mount; the pilot installs its own 0600 copy
@@ -426,6 +459,7 @@ def slurm_node(live_pool: pool.Pool, slurm_image: str, tmp_path: Path) -> Iterat
         volumes=[
             (SCRIPT.parent, str(Path(SCRIPT_IN_NODE).parent), "ro"),
             (token, TOKEN_FILE, "ro"),
+            (pilot_archive, ARCHIVE_IN_NODE, "ro"),
         ],
     )
     node = SlurmNode(live_pool, container)
@@ -435,6 +469,15 @@ def slurm_node(live_pool: pool.Pool, slurm_image: str, tmp_path: Path) -> Iterat
             timeout=60,
         ).check("Slurm node idle")
         TIMINGS["slurm_node_idle"] = time.monotonic() - start
+        built = time.monotonic()
+        node.sh(
+            f"apptainer -q build --sandbox {PILOT_IMAGE_IN_NODE} docker-archive:{ARCHIVE_IN_NODE}"
+            f" && install -d -m 0700 ~/.ssh && echo users-own-key > {USER_SECRET}"
+            f" && chmod 0600 {USER_SECRET} && test -S {MUNGE_SOCKET}",
+            user="osg",
+            timeout=600,
+        ).check("the pilot image's sandbox and the user's key")
+        TIMINGS["pilot_sandbox"] = time.monotonic() - built
         yield node
     finally:
         live_pool.remove_pilot(NODE)
@@ -462,8 +505,10 @@ def _slot(node: SlurmNode, job_id: int, timeout: float) -> dict[str, Any]:
 def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime(
     slurm_node: SlurmNode,
 ) -> None:
-    """sbatch the pilot script (3-minute walltime, --signal=B:TERM@30, grace 30 s):
-    the pilot offers the job's 2 CPUs and its --mem less the overhead, retires
+    """sbatch the pilot script (3-minute walltime, --signal=B:TERM@30, grace 30 s,
+    the default runtime: Apptainer): the pilot's jobs are contained and see none of
+    the submitting user's files, munge socket or Slurm client; the pilot offers
+    the job's 2 CPUs and its --mem less the overhead, retires
     before the end time (GLIDEIN_ToDie at least the grace before it), runs a
     short job to completion, has a long one evicted back to the queue when the
     end comes, and exits 0 in time: Slurm says COMPLETED, exit 0:0, and no
@@ -477,6 +522,8 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         "TOKEN_DIR": str(Path(TOKEN_FILE).parent),
         "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
         "MIN_DISK_GB": "0",
+        # OSPOOL_EP_RUNTIME is left to the script's default: apptainer.
+        "OSPOOL_EP_IMAGE": PILOT_IMAGE_IN_NODE,
     }
     exports = " ".join(f"{k}='{v}'" for k, v in settings.items())
     submitted = time.monotonic()
@@ -498,6 +545,7 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         assert ad["Cpus"] == 2, ad
         assert ad["Memory"] == 1000 - 100, ad
         assert ad["GLIDEIN_Site"] == "SlurmSite"
+        assert ad.get("OSPOOL_EP_JOBS_CONTAINED") is True, ad
         end = int(node.sh(f"SLURM_TIME_FORMAT=%s squeue -h -j {job_id} -o %e").stdout.strip())
         assert ad["GLIDEIN_ToDie"] <= end - GRACE_SECONDS, (ad["GLIDEIN_ToDie"], end, job)
         assert ad["GLIDEIN_ToRetire"] < ad["GLIDEIN_ToDie"]
@@ -506,12 +554,29 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         short = test_pool.submit(
             {"executable": "/bin/echo", "arguments": "from slurm", "requirements": pinned}
         )
+        # An OSPool job looks for what the user who ran sbatch has on the node.
+        snoop = test_pool.submit(
+            {
+                "executable": "/bin/sh",
+                "arguments": (
+                    f"\"-c 'test -e {USER_SECRET} && echo key-visible;"
+                    f" test -e {MUNGE_SOCKET} && echo munge-visible;"
+                    " command -v sbatch || echo no-sbatch; echo end'\""
+                ),
+                "requirements": pinned,
+            }
+        )
         long_job = test_pool.submit(
             {"executable": "/bin/sleep", "arguments": "600", "requirements": pinned}
         )
-        clusters += [short, long_job]
+        clusters += [short, snoop, long_job]
         test_pool.wait_for_job(short, timeout=60)
         assert test_pool.job_output(short) == "from slurm\n"
+        test_pool.wait_for_job(snoop, timeout=60)
+        assert test_pool.job_output(snoop) == "no-sbatch\nend\n", "the user's files leak"
+        node.sh(f"test -e {USER_SECRET} && test -S {MUNGE_SOCKET}", user="osg").check(
+            "the user's key and munge, there for the user all along"
+        )
         test_pool.wait_for_job(long_job, pool.JobStatus.RUNNING, timeout=60)
 
         # The end: the pilot must be gone before the walltime kill.
@@ -546,8 +611,9 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         left = node.sh("cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^condor_' || true").stdout
         assert left.strip() == "0", left
 
-        # None lost: the short job completed, the long one is back in the queue.
+        # None lost: the short jobs completed, the long one is back in the queue.
         assert test_pool.job_status(short) == {0: pool.JobStatus.COMPLETED}
+        assert test_pool.job_status(snoop) == {0: pool.JobStatus.COMPLETED}
         (ad_long,) = test_pool.job_ads(long_job, ("ProcId", "JobStatus", "NumJobStarts"))
         assert ad_long["JobStatus"] == pool.JobStatus.IDLE, ad_long
         assert ad_long["NumJobStarts"] >= 1, ad_long
