@@ -252,8 +252,9 @@ def _site(tmp_path: Path) -> dict[str, str]:
 
 
 def test_apptainer_runs_the_pilot_contained_with_only_its_variables(tmp_path: Path) -> None:
-    """``apptainer run --contain --ipc --cleanenv``, exec'ed: an empty $HOME, /tmp and
-    /dev instead of the node's; binds only the scratch (same path) and the token
+    """``apptainer run --contain --ipc --cleanenv --underlay``, exec'ed: an empty $HOME,
+    /tmp and /dev instead of the node's, no overlayfs (the jobs' Apptainer needs the
+    kernel's second level); binds only the scratch (same path) and the token
     directory (read-only, where the image looks); the pilot's variables go in as
     APPTAINERENV_ copies, never on the command line, and the user's other
     variables not at all. Jobs then run in Apptainer again, inside."""
@@ -264,7 +265,7 @@ def test_apptainer_runs_the_pilot_contained_with_only_its_variables(tmp_path: Pa
     node = ["--bind", "/cvmfs"] if Path("/cvmfs").is_dir() else []
     node += ["--bind", "/dev/fuse"] if Path("/dev/fuse").is_char_device() else []
     assert got["argv"] == [
-        "run", "--contain", "--ipc", "--cleanenv",
+        "run", "--contain", "--ipc", "--cleanenv", "--underlay",
         "--bind", scratch, "--bind", f"{tokens}:/etc/condor/tokens-orig.d:ro",
         *node,
         str(tmp_path / "ospool-ep.sif"), "run",
