@@ -555,14 +555,16 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         short = test_pool.submit(
             {"executable": "/bin/echo", "arguments": "from slurm", "requirements": pinned}
         )
-        # An OSPool job looks for what the user who ran sbatch has on the node.
+        # An OSPool job looks for what the user who ran sbatch has on the node,
+        # and says what its PID 1 is: Apptainer's appinit, in the job's own PID
+        # namespace (the pilot's Apptainer, nested in the one running the pilot).
         snoop = test_pool.submit(
             {
                 "executable": "/bin/sh",
                 "arguments": (
                     f"\"-c 'test -e {USER_SECRET} && echo key-visible;"
                     f" test -e {MUNGE_SOCKET} && echo munge-visible;"
-                    " command -v sbatch || echo no-sbatch; echo end'\""
+                    " command -v sbatch || echo no-sbatch; cat /proc/1/comm'\""
                 ),
                 "requirements": pinned,
             }
@@ -574,7 +576,7 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         test_pool.wait_for_job(short, timeout=60)
         assert test_pool.job_output(short) == "from slurm\n"
         test_pool.wait_for_job(snoop, timeout=60)
-        assert test_pool.job_output(snoop) == "no-sbatch\nend\n", "the user's files leak"
+        assert test_pool.job_output(snoop) == "no-sbatch\nappinit\n", "the user's files leak"
         node.sh(f"test -e {USER_SECRET} && test -S {MUNGE_SOCKET}", user="osg").check(
             "the user's key and munge, there for the user all along"
         )
