@@ -104,6 +104,36 @@ RUN mkdir -p /staging \
     fi
 
 # ---------------------------------------------------------------------------
+# The built-in job image (SPEC 7.6): where no CVMFS image is there, jobs run in
+# this Apptainer sandbox. It is a skeleton: /usr is empty (the pilot binds its
+# own /usr read-only at job time, so it costs ~0 MB and never drifts from the
+# image), bin/lib/lib64/sbin link into it, and /etc holds only what programs
+# from /usr read (CA certificates, the alternatives links, the loader cache,
+# os-release). None of the pilot's config, tokens or state is in it. Built by
+# Apptainer itself from a plain directory (it adds /.singularity.d), owned by
+# root: uid 1000 cannot change it. Only where the image has Apptainer.
+FROM runtime AS jobimage
+LABEL org.ospool-ep.stage=build
+ARG APPTAINER_SUITE=sid
+RUN mkdir -p /staging \
+ && if [ -n "$APPTAINER_SUITE" ]; then \
+        skel=/tmp/job-skeleton \
+     && mkdir -p "$skel/usr" "$skel/etc" "$skel/var/tmp" \
+     && for d in srv cvmfs tmp proc sys dev home; do mkdir -p "$skel/$d"; done \
+     && for d in bin lib lib64 sbin; do ln -s "usr/$d" "$skel/$d"; done \
+     && chmod 1777 "$skel/tmp" "$skel/var/tmp" \
+     && cp -a /etc/ssl /etc/alternatives /etc/ca-certificates.conf /etc/ld.so.cache \
+              /etc/ld.so.conf /etc/ld.so.conf.d /etc/nsswitch.conf /etc/os-release \
+              "$skel/etc/" \
+     && rm -rf "$skel/etc/ssl/private" \
+     && mkdir -p /staging/usr/lib/ospool-ep \
+     && APPTAINER_CACHEDIR=/tmp/apptainer-cache \
+        apptainer -q build --sandbox /staging/usr/lib/ospool-ep/job-image "$skel" \
+     && test -d /staging/usr/lib/ospool-ep/job-image/.singularity.d \
+     && rm -rf "$skel" /tmp/apptainer-cache; \
+    fi
+
+# ---------------------------------------------------------------------------
 FROM runtime
 
 # scripts/build-image.sh passes the package version and the git remote.
@@ -127,6 +157,7 @@ LABEL org.opencontainers.image.title="ospool-ep" \
 
 COPY --from=build /staging/ /
 COPY --from=cvmfsexec /staging/ /
+COPY --from=jobimage /staging/ /
 
 # cvmfsexec's cvmfs2 (EL9 build) needs the FUSE 3 library; /cvmfs-cache and
 # /cvmfs-logs are its optional cache and log mounts (SPEC 4.2).

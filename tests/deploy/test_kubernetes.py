@@ -44,8 +44,8 @@ OLDEST_KUBERNETES = "1.30.0"
 """The cvmfsexec component uses securityContext.appArmorProfile, GA in 1.30."""
 TOKEN_DIR = "/etc/condor/tokens-orig.d"
 TOKEN_SECRET = "ospool-ep-token"
-CVMFSEXEC_BUILDS = {"overlays/cvmfsexec"}
-"""Builds that relax seccomp (unprivileged user namespaces for cvmfsexec)."""
+UNCONTAINED_BUILDS = {"overlays/uncontained"}
+"""Builds for clusters that cannot allow Apptainer in the pod: restricted, jobs bare."""
 OTHER_ENV = {"NVIDIA_DRIVER_CAPABILITIES"}
 """Container variables that are not the pilot's (the GPU component's, for the NVIDIA runtime)."""
 
@@ -183,9 +183,10 @@ def quantity(text: str | int) -> Decimal:
 
 
 def test_every_kustomization_is_found() -> None:
-    """The base, the four overlays and the site example (a new one is picked up by itself)."""
+    """The base, the five overlays and the site example (a new one is picked up by itself)."""
     assert set(BUILDS) >= {
         "base",
+        "overlays/uncontained",
         "overlays/gpu",
         "overlays/cvmfsexec",
         "overlays/host-cvmfs",
@@ -227,8 +228,8 @@ def test_pilots_run_as_uid_1000_unprivileged_with_every_capability_dropped(
     directory: str,
 ) -> None:
     """runAsNonRoot, uid/gid 1000, not privileged, no privilege escalation, capabilities
-    drop ALL and add none, no host namespaces; seccomp RuntimeDefault except where
-    cvmfsexec needs unprivileged user namespaces (then Unconfined, still unprivileged)."""
+    drop ALL and add none, no host namespaces, a read-only root filesystem, in every
+    build, the ones that contain jobs included."""
     for pilot in pilots(directory):
         pod, container = pilot.pod, pilot.container
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -242,15 +243,39 @@ def test_pilots_run_as_uid_1000_unprivileged_with_every_capability_dropped(
         assert context["capabilities"]["drop"] == ["ALL"]
         assert "add" not in context["capabilities"]
         assert "runAsUser" not in context, "the pod's uid must not be overridden"
-        seccomp = pod["securityContext"]["seccompProfile"]["type"]
-        if directory in CVMFSEXEC_BUILDS:
-            assert seccomp == "Unconfined"
-            assert context["procMount"] == "Unmasked"
-            assert pod["hostUsers"] is False, "procMount Unmasked needs a user-namespaced pod"
-        else:
-            assert seccomp == "RuntimeDefault"
-            assert "procMount" not in context
-            assert context["readOnlyRootFilesystem"] is True
+        assert context["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("directory", sorted(set(BUILDS) - UNCONTAINED_BUILDS))
+def test_pods_give_apptainer_its_namespaces_and_an_unmasked_proc_without_privilege(
+    directory: str,
+) -> None:
+    """Jobs run in Apptainer inside the pilot (JOB_CONTAINMENT left at required): a
+    user-namespaced pod (hostUsers: false, which procMount Unmasked needs), /proc
+    unmasked for the job's fresh /proc, seccomp and AppArmor Unconfined for unshare()
+    and mount(); nothing more (the previous test: no capability, not privileged)."""
+    for pilot in pilots(directory):
+        pod, context = pilot.pod, pilot.container["securityContext"]
+        assert pod["hostUsers"] is False, "procMount Unmasked needs a user-namespaced pod"
+        assert context["procMount"] == "Unmasked"
+        assert pod["securityContext"]["seccompProfile"]["type"] == "Unconfined"
+        assert pod["securityContext"]["appArmorProfile"]["type"] == "Unconfined"
+        assert "JOB_CONTAINMENT" not in pilot.pilot_environment(), "the default: required"
+
+
+@pytest.mark.parametrize("directory", sorted(UNCONTAINED_BUILDS))
+def test_the_uncontained_build_is_restricted_and_says_jobs_run_bare(directory: str) -> None:
+    """For clusters that cannot allow it: the pod back in the node's user namespace with
+    the runtime's default seccomp and AppArmor and a masked /proc (the "restricted"
+    Pod Security Standard's fields), and JOB_CONTAINMENT=none, the site's explicit
+    choice, so the pilot starts (and warns) instead of exiting 69."""
+    for pilot in pilots(directory):
+        pod, context = pilot.pod, pilot.container["securityContext"]
+        assert pod.get("hostUsers", True) is True
+        assert "procMount" not in context
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert "appArmorProfile" not in pod["securityContext"]
+        assert pilot.pilot_environment()["JOB_CONTAINMENT"] == "none"
 
 
 @pytest.mark.parametrize("directory", BUILDS)
@@ -431,7 +456,6 @@ def test_the_cvmfsexec_overlay_gets_fuse_from_a_device_plugin_and_names_its_repo
     assert any("fuse" in name for name in pilot.container["resources"]["limits"])
     repos = pilot.env()["CVMFSEXEC_REPOS"]["value"].split()
     assert "config-osg.opensciencegrid.org" in repos
-    assert pilot.pod["securityContext"]["appArmorProfile"]["type"] == "Unconfined"
     for path in ("/cvmfs-cache", "/cvmfs-logs"):
         assert "emptyDir" in pilot.volume(pilot.mount(path)["name"])
 

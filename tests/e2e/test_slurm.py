@@ -9,17 +9,21 @@ Two kinds of test:
   Seconds; no containers.
 * A real Slurm: a one-node cluster (Debian's slurmctld, slurmd, munge) in a
   container built from the pilot image (``tests/support/slurm/``), on the test pool's
-  network. The pilot script is submitted with a 3-minute walltime; the pilot
-  joins the pool sized to the job's allocation, runs a job, has a long job
-  running when the end comes, and is gone before the walltime: Slurm records
-  the job COMPLETED (not TIMEOUT or CANCELLED), the short job completed and
-  the long one is back in the queue, idle. About 3.5 minutes.
+  network. The pilot script is submitted with a 3-minute walltime and its
+  default runtime: the pilot image under the node's Apptainer, contained, its
+  jobs in Apptainer again inside. The pilot joins the pool sized to the job's
+  allocation and says its jobs are contained, runs a job, runs one that looks
+  for the submitting user's key, munge socket and sbatch and finds none, has a
+  long job running when the end comes, and is gone before the walltime: Slurm
+  records the job COMPLETED (not TIMEOUT or CANCELLED), the short jobs
+  completed and the long one is back in the queue, idle. About 4 minutes.
 
 Run: ``python -m pytest tests/e2e/test_slurm.py -v -s`` (``-s`` prints timings).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -41,6 +45,14 @@ SLURM_IMAGE = os.environ.get("OSPOOL_EP_SLURM_IMAGE", "localhost/ospool-ep-slurm
 NODE = "slurm"
 """The Slurm node's hostname (and its name on the pool network)."""
 SCRIPT_IN_NODE = "/opt/ospool-ep/slurm/ospool-ep.sbatch"
+ARCHIVE_IN_NODE = "/opt/ospool-ep/pilot-image.tar"
+PILOT_IMAGE_IN_NODE = "/home/osg/ospool-ep-image"
+"""The pilot image as an Apptainer sandbox in the user's home: what the script's
+default runtime (apptainer) runs. Built on the node from a docker archive of the
+image under test, as a site would build it from the registry."""
+USER_SECRET = "/home/osg/.ssh/id_ed25519"
+"""A key of the submitting user's, which no OSPool job may see."""
+MUNGE_SOCKET = "/run/munge/munge.socket.2"
 
 WALLTIME_MINUTES = 3
 GRACE_SECONDS = 30
@@ -65,19 +77,26 @@ def _print_timings() -> Iterator[None]:
 
 _STAND_IN_PILOT = """\
 #!/bin/bash
-# Stands in for ospool-ep: what it was started with, as JSON.
+# Stands in for ospool-ep, apptainer and podman: what it was started with, as JSON.
 python3 - "$$" "$@" <<'PY'
 import json, os, sys
 names = ("SLURM_JOB_END_TIME", "PILOT_DIR", "OSPOOL_EP_STATE_FILE", "SHUTDOWN_GRACE_SECONDS",
          "TOKEN_DIR", "GLIDEIN_Site", "GLIDEIN_ResourceName", "PILOT_WALLTIME")
 print(json.dumps({"pid": int(sys.argv[1]), "argv": sys.argv[2:],
-                  "env": {n: os.environ.get(n) for n in names}}))
+                  "env": {n: os.environ.get(n) for n in names},
+                  "apptainerenv": {k[len("APPTAINERENV_"):]: v for k, v in os.environ.items()
+                                   if k.startswith("APPTAINERENV_")}}))
 PY
 """
+RUNTIMES = ("apptainer", "podman", "node")
+"""The script's runtimes; the first is its default."""
+STAND_INS = {"apptainer": "apptainer", "podman": "podman", "node": "ospool-ep"}
+"""The program each runtime execs."""
 
 
 def stand_ins(tmp_path: Path, *, squeue: str, scontrol: str) -> Path:
-    """A bin directory with ``ospool-ep``, ``squeue`` and ``scontrol`` stand-ins.
+    """A bin directory with ``ospool-ep``, ``apptainer``, ``podman``, ``squeue`` and
+    ``scontrol`` stand-ins.
 
     ``squeue`` prints ``squeue`` only when asked for epoch seconds
     (SLURM_TIME_FORMAT=%s), as Slurm does; ``scontrol`` prints ``scontrol``.
@@ -85,7 +104,7 @@ def stand_ins(tmp_path: Path, *, squeue: str, scontrol: str) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scripts = {
-        "ospool-ep": _STAND_IN_PILOT,
+        **dict.fromkeys(STAND_INS.values(), _STAND_IN_PILOT),
         "squeue": f'#!/bin/bash\n[[ "$SLURM_TIME_FORMAT" == %s ]] && echo "{squeue}"\n',
         "scontrol": f'#!/bin/bash\necho "JobId=42 JobName=ospool-ep {scontrol} Partition=x"\n',
     }
@@ -99,7 +118,8 @@ def stand_ins(tmp_path: Path, *, squeue: str, scontrol: str) -> Path:
 def run_script(
     tmp_path: Path, env: Mapping[str, str], *, squeue: str = "", scontrol: str = ""
 ) -> tuple[dict[str, Any], str, int]:
-    """Run the sbatch script under bash as Slurm would; (what ospool-ep got, stderr, bash's pid)."""
+    """Run the sbatch script under bash as Slurm would; (what the program it execs got,
+    stderr, bash's pid). The runtime is ``node`` unless ``env`` names another."""
     bin_dir = stand_ins(tmp_path, squeue=squeue, scontrol=scontrol)
     base = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -107,6 +127,7 @@ def run_script(
         "TZ": "UTC",
         "TMPDIR": str(tmp_path / "scratch"),
         "SLURM_JOB_ID": "42",
+        "OSPOOL_EP_RUNTIME": "node",
     }
     process = subprocess.Popen(
         ["bash", str(SCRIPT)],
@@ -208,7 +229,93 @@ def test_check_mode_and_an_unknown_runtime(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 78
-    assert "use node, apptainer or podman" in bad.stderr
+    assert "use apptainer, podman or node" in bad.stderr
+
+
+def test_the_default_runtime_is_the_pilot_image_under_apptainer() -> None:
+    """OSPOOL_EP_RUNTIME defaults to apptainer: the runtime that keeps the pilot
+    itself, not only its jobs, away from the submitting user's files."""
+    default = re.search(r'^: "\$\{OSPOOL_EP_RUNTIME:=(\w+)\}"$', SCRIPT.read_text(), re.MULTILINE)
+    assert default and default.group(1) == RUNTIMES[0] == "apptainer"
+
+
+def _site(tmp_path: Path) -> dict[str, str]:
+    """A site's settings, the default image in place, and a secret of the user's own."""
+    (tmp_path / "ospool-ep.sif").write_bytes(b"")
+    return {
+        "OSPOOL_EP_RUNTIME": "apptainer",
+        "GLIDEIN_Site": "Test Site",
+        "GLIDEIN_ResourceName": "Test Resource",
+        "SLURM_JOB_END_TIME": "1795240389",
+        "AWS_SECRET_ACCESS_KEY": "users-own-secret",
+    }
+
+
+def test_apptainer_runs_the_pilot_contained_with_only_its_variables(tmp_path: Path) -> None:
+    """``apptainer run --contain --ipc --cleanenv --underlay``, exec'ed: an empty $HOME,
+    /tmp and /dev instead of the node's, no overlayfs (the jobs' Apptainer needs the
+    kernel's second level); binds only the scratch (same path) and the token
+    directory (read-only, where the image looks); the pilot's variables go in as
+    APPTAINERENV_ copies, never on the command line, and the user's other
+    variables not at all. Jobs then run in Apptainer again, inside."""
+    got, _, pid = run_script(tmp_path, _site(tmp_path), squeue="1")
+    scratch, tokens = str(tmp_path / "scratch"), f"{tmp_path}/.ospool-ep/tokens"
+    assert got["pid"] == pid, "the script must exec apptainer, not run it as a child"
+    # The node's /cvmfs and /dev/fuse when it has them (for the jobs' images).
+    node = ["--bind", "/cvmfs"] if Path("/cvmfs").is_dir() else []
+    node += ["--bind", "/dev/fuse"] if Path("/dev/fuse").is_char_device() else []
+    assert got["argv"] == [
+        "run", "--contain", "--ipc", "--cleanenv", "--underlay",
+        "--bind", scratch, "--bind", f"{tokens}:/etc/condor/tokens-orig.d:ro",
+        *node,
+        str(tmp_path / "ospool-ep.sif"), "run",
+    ]  # fmt: skip
+    inside = got["apptainerenv"]
+    assert inside["GLIDEIN_Site"] == "Test Site"
+    assert inside["SLURM_JOB_END_TIME"] == "1795240389"
+    assert inside["SLURM_JOB_ID"] == "42"
+    assert inside["PILOT_DIR"] == scratch
+    assert inside["OSPOOL_EP_STATE_FILE"] == f"{scratch}/ospool-ep-state-42.json"
+    assert inside["TOKEN_DIR"] == "/etc/condor/tokens-orig.d"
+    assert "AWS_SECRET_ACCESS_KEY" not in inside and "HOME" not in inside
+    assert not any("Test Site" in word or "secret" in word for word in got["argv"])
+
+
+def test_apptainer_without_the_image_says_how_to_build_it(tmp_path: Path) -> None:
+    """The default image is ~/ospool-ep.sif; missing, the job ends 78 with the command
+    that builds it (a docker:// or other URI is left to Apptainer)."""
+    env = {**_site(tmp_path), "OSPOOL_EP_IMAGE": str(tmp_path / "none.sif")}
+    bin_dir = stand_ins(tmp_path, squeue="1", scontrol="")
+    result = subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "SLURM_JOB_ID": "1",
+             **env},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 78, result.stderr
+    assert f"apptainer build {tmp_path}/none.sif docker://" in result.stderr
+    (tmp_path / "u").mkdir()
+    uri, _, _ = run_script(tmp_path / "u", {**env, "OSPOOL_EP_IMAGE": "docker://x/y:1"}, squeue="1")
+    assert uri["argv"][-2:] == ["docker://x/y:1", "run"]
+
+
+def test_podman_runs_the_pilot_with_proc_unmasked_and_no_privilege(tmp_path: Path) -> None:
+    """Rootless podman: /proc unmasked for the jobs' Apptainer, every capability
+    dropped, no --privileged; the pilot's variables by name only, the scratch and
+    token as mounts at the image's paths."""
+    env = {**_site(tmp_path), "OSPOOL_EP_RUNTIME": "podman", "OSPOOL_EP_IMAGE": "docker://x/y:1"}
+    got, _, pid = run_script(tmp_path, env, squeue="1")
+    argv = got["argv"]
+    assert got["pid"] == pid
+    pairs = list(itertools.pairwise(argv))
+    assert ("--security-opt", "unmask=/proc/*") in pairs
+    assert ("--cap-drop", "ALL") in pairs
+    assert "--privileged" not in argv
+    assert ("--env", "GLIDEIN_Site") in pairs and ("--env", "SLURM_JOB_END_TIME") in pairs
+    assert ("--env", "AWS_SECRET_ACCESS_KEY") not in pairs
+    assert ("--env", "PILOT_DIR") not in pairs, "the node's path is not the container's"
+    assert ("--volume", f"{tmp_path}/scratch:/pilot") in pairs
+    assert argv[-2:] == ["x/y:1", "run"]
 
 
 def test_outside_a_slurm_job_the_script_refuses(tmp_path: Path) -> None:
@@ -315,10 +422,32 @@ class SlurmNode:
         return out
 
 
+@pytest.fixture(scope="module")
+def pilot_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image under test as a docker archive, for the node's Apptainer."""
+    if UNAVAILABLE is not None:
+        pytest.skip(f"container pool unavailable: {UNAVAILABLE}")
+    start = time.monotonic()
+    path = tmp_path_factory.mktemp("pilot-image") / "pilot.tar"
+    result = subprocess.run(
+        ["podman", "save", "--format", "docker-archive", "-o", str(path), pool.IMAGE],
+        env=_podman_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    path.chmod(0o644)  # bind-mounted read-only; read by the node's uid 1000
+    TIMINGS["pilot_archive"] = time.monotonic() - start
+    return path
+
+
 @pytest.fixture
-def slurm_node(live_pool: pool.Pool, slurm_image: str, tmp_path: Path) -> Iterator[SlurmNode]:
+def slurm_node(
+    live_pool: pool.Pool, slurm_image: str, pilot_archive: Path, tmp_path: Path
+) -> Iterator[SlurmNode]:
     """A Slurm node on the pool's network, idle and ready for jobs, with the
-    pilot script at /opt/ospool-ep/slurm and a pool token in the usual place."""
+    pilot script at /opt/ospool-ep/slurm, a pool token in the usual place, the
+    pilot image as an Apptainer sandbox in the user's home (built there by the
+    user, unprivileged), and a key of the user's in ~/.ssh. The node runs with
+    /proc unmasked (the pool's default), as a Slurm node's /proc is."""
     token = tmp_path / "token"
     token.write_text(live_pool.mint_token() + "\n")
     token.chmod(0o644)  # read-only bind mount; the pilot installs its own 0600 copy
@@ -331,6 +460,7 @@ def slurm_node(live_pool: pool.Pool, slurm_image: str, tmp_path: Path) -> Iterat
         volumes=[
             (SCRIPT.parent, str(Path(SCRIPT_IN_NODE).parent), "ro"),
             (token, TOKEN_FILE, "ro"),
+            (pilot_archive, ARCHIVE_IN_NODE, "ro"),
         ],
     )
     node = SlurmNode(live_pool, container)
@@ -340,6 +470,15 @@ def slurm_node(live_pool: pool.Pool, slurm_image: str, tmp_path: Path) -> Iterat
             timeout=60,
         ).check("Slurm node idle")
         TIMINGS["slurm_node_idle"] = time.monotonic() - start
+        built = time.monotonic()
+        node.sh(
+            f"apptainer -q build --sandbox {PILOT_IMAGE_IN_NODE} docker-archive:{ARCHIVE_IN_NODE}"
+            f" && install -d -m 0700 ~/.ssh && echo users-own-key > {USER_SECRET}"
+            f" && chmod 0600 {USER_SECRET} && test -S {MUNGE_SOCKET}",
+            user="osg",
+            timeout=600,
+        ).check("the pilot image's sandbox and the user's key")
+        TIMINGS["pilot_sandbox"] = time.monotonic() - built
         yield node
     finally:
         live_pool.remove_pilot(NODE)
@@ -367,8 +506,10 @@ def _slot(node: SlurmNode, job_id: int, timeout: float) -> dict[str, Any]:
 def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime(
     slurm_node: SlurmNode,
 ) -> None:
-    """sbatch the pilot script (3-minute walltime, --signal=B:TERM@30, grace 30 s):
-    the pilot offers the job's 2 CPUs and its --mem less the overhead, retires
+    """sbatch the pilot script (3-minute walltime, --signal=B:TERM@30, grace 30 s,
+    the default runtime: Apptainer): the pilot's jobs are contained and see none of
+    the submitting user's files, munge socket or Slurm client; the pilot offers
+    the job's 2 CPUs and its --mem less the overhead, retires
     before the end time (GLIDEIN_ToDie at least the grace before it), runs a
     short job to completion, has a long one evicted back to the queue when the
     end comes, and exits 0 in time: Slurm says COMPLETED, exit 0:0, and no
@@ -382,6 +523,8 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         "TOKEN_DIR": str(Path(TOKEN_FILE).parent),
         "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
         "MIN_DISK_GB": "0",
+        # OSPOOL_EP_RUNTIME is left to the script's default: apptainer.
+        "OSPOOL_EP_IMAGE": PILOT_IMAGE_IN_NODE,
     }
     exports = " ".join(f"{k}='{v}'" for k, v in settings.items())
     submitted = time.monotonic()
@@ -403,6 +546,7 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         assert ad["Cpus"] == 2, ad
         assert ad["Memory"] == 1000 - 100, ad
         assert ad["GLIDEIN_Site"] == "SlurmSite"
+        assert ad.get("OSPOOL_EP_JOBS_CONTAINED") is True, ad
         end = int(node.sh(f"SLURM_TIME_FORMAT=%s squeue -h -j {job_id} -o %e").stdout.strip())
         assert ad["GLIDEIN_ToDie"] <= end - GRACE_SECONDS, (ad["GLIDEIN_ToDie"], end, job)
         assert ad["GLIDEIN_ToRetire"] < ad["GLIDEIN_ToDie"]
@@ -411,12 +555,31 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         short = test_pool.submit(
             {"executable": "/bin/echo", "arguments": "from slurm", "requirements": pinned}
         )
+        # An OSPool job looks for what the user who ran sbatch has on the node,
+        # and says what its PID 1 is: Apptainer's appinit, in the job's own PID
+        # namespace (the pilot's Apptainer, nested in the one running the pilot).
+        snoop = test_pool.submit(
+            {
+                "executable": "/bin/sh",
+                "arguments": (
+                    f"\"-c 'test -e {USER_SECRET} && echo key-visible;"
+                    f" test -e {MUNGE_SOCKET} && echo munge-visible;"
+                    " command -v sbatch || echo no-sbatch; cat /proc/1/comm'\""
+                ),
+                "requirements": pinned,
+            }
+        )
         long_job = test_pool.submit(
             {"executable": "/bin/sleep", "arguments": "600", "requirements": pinned}
         )
-        clusters += [short, long_job]
+        clusters += [short, snoop, long_job]
         test_pool.wait_for_job(short, timeout=60)
         assert test_pool.job_output(short) == "from slurm\n"
+        test_pool.wait_for_job(snoop, timeout=60)
+        assert test_pool.job_output(snoop) == "no-sbatch\nappinit\n", "the user's files leak"
+        node.sh(f"test -e {USER_SECRET} && test -S {MUNGE_SOCKET}", user="osg").check(
+            "the user's key and munge, there for the user all along"
+        )
         test_pool.wait_for_job(long_job, pool.JobStatus.RUNNING, timeout=60)
 
         # The end: the pilot must be gone before the walltime kill.
@@ -451,8 +614,9 @@ def test_a_pilot_batch_job_runs_pool_jobs_and_ends_completed_before_its_walltime
         left = node.sh("cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^condor_' || true").stdout
         assert left.strip() == "0", left
 
-        # None lost: the short job completed, the long one is back in the queue.
+        # None lost: the short jobs completed, the long one is back in the queue.
         assert test_pool.job_status(short) == {0: pool.JobStatus.COMPLETED}
+        assert test_pool.job_status(snoop) == {0: pool.JobStatus.COMPLETED}
         (ad_long,) = test_pool.job_ads(long_job, ("ProcId", "JobStatus", "NumJobStarts"))
         assert ad_long["JobStatus"] == pool.JobStatus.IDLE, ad_long
         assert ad_long["NumJobStarts"] >= 1, ad_long

@@ -72,6 +72,10 @@ SUBMIT_USER = "osg"
 LABEL = "org.ospool-ep.test-pool"
 """Label on every network and container a Pool makes (value: the pool id)."""
 
+PILOT_SECURITY_OPT: tuple[str, ...] = ("unmask=/proc/*",)
+"""What the README's ``podman run`` line gives a pilot: Apptainer needs an unmasked
+/proc to mount the job's own (SPEC 7.6). ``run_container(security_opt=())`` opts out."""
+
 T = TypeVar("T")
 
 
@@ -636,6 +640,7 @@ class Pool:
         env: Mapping[str, str] | None = None,
         volumes: Sequence[tuple[str | Path, str, str]] = (),
         image: str | None = None,
+        security_opt: Sequence[str] = PILOT_SECURITY_OPT,
         **kwargs: Any,
     ) -> Any:
         """Start a container on the pool network (hostname ``name``), as a pilot.
@@ -643,8 +648,9 @@ class Pool:
         It gets an /etc/hosts entry for the CM (see NOTES.md: reverse DNS on
         podman's aardvark-dns can stall HTCondor for 20 s), no healthcheck
         (podman runs healthchecks with systemd timers, absent here), and is
-        removed by :meth:`stop`. ``kwargs`` go to docker-py's containers.create.
-        Returns the testcontainers DockerContainer.
+        removed by :meth:`stop`. It runs with ``security_opt`` (default: the README's
+        ``unmask=/proc/*``; ``()`` for podman's default mask). ``kwargs`` go to
+        docker-py's containers.create. Returns the testcontainers DockerContainer.
         """
         from testcontainers.core.container import DockerContainer
 
@@ -660,6 +666,7 @@ class Pool:
                 labels={LABEL: self.id},
                 extra_hosts={CM_ALIAS: self.cm_ip},
                 healthcheck={"test": ["NONE"]},
+                **({"security_opt": list(security_opt)} if security_opt else {}),
                 **({"entrypoint": list(entrypoint)} if entrypoint is not None else {}),
                 **kwargs,
             )

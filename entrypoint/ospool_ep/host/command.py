@@ -11,9 +11,14 @@ Security Configuration", and what was measured on this project's hosts):
 - ``--security-opt seccomp=unconfined``: Docker's default seccomp profile
   allows ``unshare``/``mount``/``setns`` only with CAP_SYS_ADMIN, so nested
   Apptainer and cvmfsexec could not make their user namespaces.
-- ``--security-opt systempaths=unconfined``: without it /proc has masked,
-  read-only paths and a fresh /proc cannot be mounted in the job's PID
-  namespace ("mount /proc failed: Operation not permitted", measured).
+- The /proc unmask, docker ``--security-opt systempaths=unconfined``, podman
+  ``--security-opt unmask=/proc/*``: every OSPool job runs in Apptainer inside
+  the pilot (JOB_CONTAINMENT), and Apptainer mounts a fresh /proc in the job's
+  PID namespace, which the kernel refuses while the engine has paths of /proc
+  masked or read-only ("can't mount proc filesystem to /proc: operation not
+  permitted", measured). Upstream passes ``systempaths=unconfined`` to
+  docker; podman accepts that spelling too but then unmasks /sys as well, so
+  it gets its own narrower one (podman-run(1), ``unmask``).
 - ``--device /dev/fuse``: squashfuse/fuse-overlayfs (Apptainer) and cvmfsexec.
 - ``--security-opt no-new-privileges`` and ``--cap-drop ALL``: a uid-1000
   process has no capabilities in its permitted set anyway; dropping them from
@@ -94,18 +99,27 @@ LOG_OPTIONS = {
 }
 _LOG_FLAGS = ("--log-driver", "--log-opt")
 
-SECURITY_OPTIONS = (
-    "--device",
-    "/dev/fuse",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--security-opt",
-    "systempaths=unconfined",
-    "--security-opt",
-    "no-new-privileges",
-    "--cap-drop",
-    "ALL",
-)
+PROC_UNMASK = {
+    "docker": "systempaths=unconfined",
+    "podman": "unmask=/proc/*",
+}
+"""Each engine's ``--security-opt`` that leaves /proc unmasked for Apptainer in the pilot."""
+
+
+def security_options(engine: str) -> tuple[str, ...]:
+    """What nested Apptainer and cvmfsexec need, and no more (the module's docstring)."""
+    return (
+        "--device",
+        "/dev/fuse",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        PROC_UNMASK[engine],
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,7 @@ def run_command(config: LaunchConfig, *, engine: str, name: str, facts: HostFact
     argv += ["--label", f"{CONFIG_LABEL}={config.source}"]
     argv += _limits(config)
     argv += _log_options(config, engine=engine)
-    argv += SECURITY_OPTIONS
+    argv += security_options(engine)
     if config.get("APPARMOR_PROFILE"):
         argv += ["--security-opt", f"apparmor={config.get('APPARMOR_PROFILE')}"]
     if facts.selinux:

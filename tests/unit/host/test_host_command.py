@@ -31,18 +31,24 @@ from ospool_ep.host import launch
 ENGINES = ("docker", "podman")
 BASE = "GLIDEIN_Site=TestSite\nGLIDEIN_ResourceName=Test Resource\nIMAGE=example.org/ospool-ep:1\n"
 
-SECURITY = [
-    "--device",
-    "/dev/fuse",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--security-opt",
-    "systempaths=unconfined",
-    "--security-opt",
-    "no-new-privileges",
-    "--cap-drop",
-    "ALL",
-]
+PROC_UNMASK = {"docker": "systempaths=unconfined", "podman": "unmask=/proc/*"}
+"""Each engine's spelling of "leave /proc unmasked" (Apptainer in the pilot needs it)."""
+
+
+def security(engine: str) -> list[str]:
+    return [
+        "--device",
+        "/dev/fuse",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        PROC_UNMASK[engine],
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+    ]
+
 
 LOGGING = {
     "docker": [
@@ -109,7 +115,7 @@ def test_the_default_command_in_full(engine: str) -> None:
         "--ulimit",
         "nofile=2048:2048",
         *LOGGING[engine],
-        *SECURITY,
+        *security(engine),
         "-v",
         "/etc/osg/ospool-ep.tkn:/etc/condor/tokens-orig.d/flock.opensciencegrid.org:ro",
         "-e",
@@ -121,6 +127,48 @@ def test_the_default_command_in_full(engine: str) -> None:
     assert command.env == {}
     assert command.stop_timeout == 30
     assert "--privileged" not in command.argv
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "PROVIDE_NVIDIA_GPU=true\nBIND_MOUNT_CVMFS=true\n",
+        "CVMFSEXEC_REPOS=oasis.opensciencegrid.org\nAPPARMOR_PROFILE=unconfined\n",
+    ],
+)
+def test_every_command_leaves_proc_unmasked_for_apptainer_and_is_never_privileged(
+    engine: str, text: str
+) -> None:
+    """Jobs run in Apptainer inside the pilot, which mounts a fresh /proc: the
+    engine's own spelling of the unmask (docker ``systempaths=unconfined``,
+    podman ``unmask=/proc/*``, narrower than podman's reading of docker's
+    spelling, which unmasks /sys too), once, and never ``--privileged`` or an
+    added capability, whatever else the file turns on."""
+    argv = build(text, engine).argv
+    unmasks = [
+        value
+        for value in values(argv, "--security-opt")
+        if value.startswith(("systempaths=", "unmask="))
+    ]
+    assert unmasks == [PROC_UNMASK[engine]], shlex.join(argv)
+    assert "--privileged" not in argv
+    assert "--cap-add" not in argv
+    assert values(argv, "--cap-drop") == ["ALL"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_job_containment_reaches_the_pilot_and_changes_no_engine_option(engine: str) -> None:
+    """JOB_CONTAINMENT is the pilot's (``-e``); the engine options stay the same for
+    every value: bare jobs need nothing, and the unmask costs them nothing."""
+    default = build("", engine).argv
+    for value in ("required", "preferred", "none"):
+        argv = build(f"JOB_CONTAINMENT={value}\n", engine).argv
+        assert ("-e", f"JOB_CONTAINMENT={value}") in options(argv)
+        assert [w for w in argv if w not in (f"JOB_CONTAINMENT={value}", "-e")] == [
+            w for w in default if w != "-e"
+        ]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
