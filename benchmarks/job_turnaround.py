@@ -25,10 +25,11 @@ between the two submit descriptions. With ``--rounds`` > 1 the order alternates
 Counted, from the job's own event log (written by the CM's schedd and shadows, with
 sub-second timestamps): from the first submit event to the last job-terminated
 event (the figure whose ratio has the target), and per job from its submit to its
-termination (waiting in the queue included) and from its execute event to its
-termination (starter set-up, the Apptainer test and start, the second of sleep,
-output transfer). That covers negotiation, claiming and claim reuse, file transfer,
-and containment.
+termination (waiting in the queue included) and from its start (the first input
+transfer or execute event, once the claim is activated) to its termination (input
+transfer, starter set-up, the Apptainer test and start, the second of sleep, output
+transfer). That covers negotiation, claiming and claim reuse, file transfer, and
+containment. ``--save-logs DIR`` keeps the event logs the figures came from.
 
 Not counted: starting the pilot container and its slot reaching the collector
 (``benchmarks/pilot_figures.py`` measures that), the pool's own start-up, and the
@@ -68,7 +69,8 @@ _HEADER = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2}) (?P<time>\d{2}:\d{2}:\d{2}(?:\.\d+)?)Z? "
 )
 _NORMAL_EXIT = re.compile(r"\(1\) Normal termination \(return value (?P<code>-?\d+)\)")
-SUBMIT, EXECUTE, TERMINATED = 0, 1, 5
+# Event numbers (ULogEventNumber): a run starts with input transfer (040) or execution (001).
+SUBMIT, EXECUTE, TERMINATED, FILE_TRANSFER = 0, 1, 5, 40
 
 
 @dataclass(frozen=True)
@@ -114,20 +116,20 @@ class Turnaround:
     per_job: list[float]
     """Per job: its submit to its termination."""
     in_slot: list[float]
-    """Per job: its (last) execute event to its termination."""
+    """Per job: its first start (input transfer or execute event) to its termination."""
 
 
 def turnaround(events: Iterable[Event], jobs: int) -> Turnaround:
     """Figures of one cluster of ``jobs`` procs; BenchError unless each proc was
-    submitted, executed and terminated normally with exit code 0."""
+    submitted, started and terminated normally with exit code 0."""
     submitted: dict[int, float] = {}
-    executed: dict[int, float] = {}
+    started: dict[int, float] = {}
     terminated: dict[int, Event] = {}
     for event in events:
         if event.code == SUBMIT:
             submitted.setdefault(event.proc, event.seconds)
-        elif event.code == EXECUTE:
-            executed[event.proc] = event.seconds  # the last start counts
+        elif event.code in (EXECUTE, FILE_TRANSFER):
+            started.setdefault(event.proc, event.seconds)
         elif event.code == TERMINATED:
             terminated[event.proc] = event
     expected = set(range(jobs))
@@ -135,7 +137,7 @@ def turnaround(events: Iterable[Event], jobs: int) -> Turnaround:
         f"{what}: procs {sorted(expected - set(seen))}"
         for what, seen in (
             ("not submitted", submitted),
-            ("never executed", executed),
+            ("never started", started),
             ("not terminated", terminated),
         )
         if expected - set(seen)
@@ -148,7 +150,7 @@ def turnaround(events: Iterable[Event], jobs: int) -> Turnaround:
     return Turnaround(
         makespan=max(e.seconds for e in terminated.values()) - min(submitted.values()),
         per_job=[terminated[p].seconds - submitted[p] for p in sorted(expected)],
-        in_slot=[terminated[p].seconds - executed[p] for p in sorted(expected)],
+        in_slot=[terminated[p].seconds - started[p] for p in sorted(expected)],
     )
 
 
@@ -192,6 +194,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="security option of the ospool-ep pilot container (repeatable; "
         "default: unmask=/proc/*, what Apptainer needs)",
     )
+    parser.add_argument(
+        "--save-logs",
+        type=Path,
+        metavar="DIR",
+        help="write each phase's job event log to DIR/<pilot>.log (to check the figures)",
+    )
     args = parser.parse_args(argv)
     for name in ("jobs", "job_seconds", "cpus", "memory", "rounds"):
         if getattr(args, name) < 1:
@@ -226,8 +234,8 @@ def figures(
         f"job turnaround ratio (target <= {TARGET_RATIO})": product / reference,
         "per job, ospool-ep run: submit -> completed, median (s)": per_job(PRODUCT),
         "per job, bare condor_startd: submit -> completed, median (s)": per_job(REFERENCE),
-        "per job, ospool-ep run: execute -> completed, median (s)": in_slot(PRODUCT),
-        "per job, bare condor_startd: execute -> completed, median (s)": in_slot(REFERENCE),
+        "per job, ospool-ep run: started -> completed, median (s)": in_slot(PRODUCT),
+        "per job, bare condor_startd: started -> completed, median (s)": in_slot(REFERENCE),
         "ospool-ep slot: OSPOOL_EP_JOBS_CONTAINED (each round)": ", ".join(map(str, contained)),
         "rounds": len(results[PRODUCT]),
     }
@@ -298,6 +306,9 @@ def run_jobs(p: pool.Pool, target: str, args: argparse.Namespace) -> Turnaround:
     try:
         wait_for_cluster(p, cluster, log, args.timeout)
         text = p.exec_cm(["cat", log], user=pool.SUBMIT_USER).check(f"cat {log}").stdout
+        if args.save_logs is not None:
+            args.save_logs.mkdir(parents=True, exist_ok=True)
+            (args.save_logs / f"{target}.log").write_text(text)
         return turnaround((e for e in parse_user_log(text) if e.cluster == cluster), args.jobs)
     except BenchError as exc:
         p.exec_cm(["condor_rm", str(cluster)], user=pool.SUBMIT_USER)
