@@ -1,8 +1,8 @@
 """Job turnaround of SPEC 14, measured in one run against a real local pool (podman).
 
-Prints figures; asserts nothing. Needs the image (`make image`). Run:
-``python3 benchmarks/job_turnaround.py [--jobs N] [--rounds N] [--pilot-env K=V]
-[--security-opt OPT]``.
+Prints figures; asserts nothing. Needs the image (`make image`; another one with
+``OSPOOL_EP_IMAGE=...``). Run: ``python3 benchmarks/job_turnaround.py [--jobs N]
+[--rounds N] [--pilot-env NAME=VALUE] [--security-opt OPT] [--require-contained]``.
 
 The same N one-second jobs (``/bin/sleep 1``, one CPU each, one cluster) go through
 two execution points in turn, in the same pool, against the same central manager:
@@ -195,6 +195,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "default: unmask=/proc/*, what Apptainer needs)",
     )
     parser.add_argument(
+        "--require-contained",
+        action="store_true",
+        help="no figure unless the pilot's slot advertises OSPOOL_EP_JOBS_CONTAINED = True",
+    )
+    parser.add_argument(
         "--save-logs",
         type=Path,
         metavar="DIR",
@@ -264,10 +269,24 @@ def job(target: str, seconds: int) -> dict[str, str]:
 
 
 def slot_ad(p: pool.Pool, target: str, timeout: float = 120) -> dict[str, Any]:
-    """The target's partitionable slot ad, once the collector has it."""
+    """The target's partitionable slot ad, once the collector has it; BenchError at
+    once if its container exits first (e.g. JOB_CONTAINMENT=required where
+    Apptainer cannot work: exit 69)."""
     constraint = f'UtsnameNodename == "{target}" && PartitionableSlot =?= true'
+    container = p.pilots[target].get_wrapped_container()
+
+    def ads_or_exit() -> list[dict[str, Any]]:
+        container.reload()
+        state = container.attrs["State"]
+        if not state.get("Running"):
+            raise BenchError(
+                f"{target} exited {state.get('ExitCode')} before its slot appeared:\n"
+                f"{container.logs(tail=40).decode(errors='replace')}"
+            )
+        return p.collector_ads("slot", constraint)
+
     ads = pool.wait_until(
-        lambda: p.collector_ads("slot", constraint),
+        ads_or_exit,
         timeout=timeout,
         interval=0.5,
         what=f"slot of {target}",
@@ -329,8 +348,13 @@ def product_phase(p: pool.Pool, token: str, name: str, args: argparse.Namespace)
         **args.pilot_env,
     }
     p.run_container(name, command=["run"], env=env, security_opt=list(args.security_opt))
-    ad = slot_ad(p, name)
-    return ad.get("OSPOOL_EP_JOBS_CONTAINED", "undefined")
+    contained = slot_ad(p, name).get("OSPOOL_EP_JOBS_CONTAINED", "undefined")
+    if args.require_contained and contained is not True:
+        raise BenchError(
+            f"{name}: its slot says OSPOOL_EP_JOBS_CONTAINED = {contained}, and"
+            " --require-contained asks for the contained figure only"
+        )
+    return contained
 
 
 def reference_phase(p: pool.Pool, token: str, name: str, args: argparse.Namespace) -> None:

@@ -87,6 +87,7 @@ def test_the_defaults_are_spec_14s_fifty_jobs_on_two_cpus_with_the_proc_unmask()
     assert (args.jobs, args.job_seconds, args.cpus, args.rounds) == (50, 1, 2, 1)
     assert args.security_opt == ["unmask=/proc/*"]
     assert args.pilot_env == {}
+    assert args.require_contained is False
 
 
 def test_extra_pilot_environment_and_security_options_are_taken_as_given() -> None:
