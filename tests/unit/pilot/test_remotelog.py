@@ -1,4 +1,4 @@
-"""Contracts of ospool_ep.pilot.remotelog: the log stream, also sent to a syslog receiver (SPEC 7.3).
+"""Contracts of ospool_ep.pilot.remotelog: the log stream, also sent to syslog (SPEC 7.3).
 
 Every receiver is a real socket on 127.0.0.1 run by the test: one that reads and
 parses the octet-counted RFC 5424 messages, one that accepts and never reads,
@@ -148,7 +148,7 @@ def test_by_default_the_pools_central_receiver_is_named_but_never_contacted() ->
 
 
 def test_a_pool_given_as_a_host_sends_nothing_unless_syslog_host_is_set() -> None:
-    """As OSG's container for ``POOL=host:port``; a receiver the site names is used with any pool."""
+    """As OSG's container for ``POOL=host:port``; a receiver the site names works with any pool."""
     assert decide({"POOL": "cm.example.org:9618"}).target is None
     chosen = decide({"POOL": "cm.example.org:9618", "SYSLOG_HOST": "logs.example.org:1514"})
     assert chosen.target == Target("logs.example.org", 1514, tls=False)
@@ -213,10 +213,12 @@ def test_a_receiver_gets_every_line_as_an_octet_counted_rfc5424_message() -> Non
         sender.close(timeout=2)
     assert all(got), got
     first, second, third = (m.groupdict() for m in got if m)
-    assert (first["pri"], first["msgid"], first["msg"]) == ("132", "supervisor", "pilot started slots=4")
+    assert (first["pri"], first["msgid"]) == ("132", "supervisor")  # local0.warning
+    assert first["msg"] == "pilot started slots=4"
     assert (second["pri"], second["msgid"]) == ("131", "StartLog")  # local0.err
     assert second["msg"] == "11/21/26 05:00:00 (pid:42) ERROR something"
-    assert (third["pri"], third["msgid"], third["msg"]) == ("134", "StarterLog.slot1_1", "ünïcode line")
+    assert (third["pri"], third["msgid"]) == ("134", "StarterLog.slot1_1")
+    assert third["msg"] == "ünïcode line"
     assert {m["host"] for m in (first, second, third)} == {"pilot-host"}
     assert {m["app"] for m in (first, second, third)} == {"ospool-ep"}
 
@@ -264,8 +266,10 @@ def test_a_receiver_that_accepts_and_never_reads_costs_the_loop_nothing_but_drop
     per_line = flood(emitter, 20_000)
     start = time.perf_counter()
     counts = sender.close(timeout=0.5)
-    print(f"\nnever-read receiver: {per_line * 1e6:.1f} us per line, "
-          f"close {time.perf_counter() - start:.3f} s, {counts}")
+    print(
+        f"\nnever-read receiver: {per_line * 1e6:.1f} us per line, "
+        f"close {time.perf_counter() - start:.3f} s, {counts}"
+    )
     assert counts.dropped > 10_000
     assert counts.sent + counts.dropped <= 20_000
     assert "remote syslog" in stream.getvalue()
@@ -299,12 +303,12 @@ def test_a_black_holed_receiver_times_out_in_the_sender_never_in_the_loop() -> N
         filler.connect_ex(("127.0.0.1", port))
         fillers.append(filler)
     time.sleep(0.2)
-    emitter, sender, stream = remote_emitter(plain(port), max_lines=100, connect_timeout=0.5)
+    emitter, sender, _ = remote_emitter(plain(port), max_lines=100, connect_timeout=0.5)
     per_line = flood(emitter, 5_000, width=100)
     start = time.perf_counter()
     counts = sender.close(timeout=1)
     closed = time.perf_counter() - start
-    print(f"\nblack-holed receiver: {per_line * 1e6:.1f} us per line, close {closed:.3f} s, {counts}")
+    print(f"\nblack-holed: {per_line * 1e6:.1f} us per line, close {closed:.3f} s, {counts}")
     assert counts.sent == 0 and not counts.connected
     assert counts.dropped >= 4_900
     for sock in (*fillers, server):
@@ -315,7 +319,7 @@ def test_tls_to_a_receiver_without_a_trusted_certificate_sends_no_plain_text() -
     """Port 6514's TLS: a server that cannot complete the handshake gets only a ClientHello."""
     with receiver() as server:
         target = Target(host="127.0.0.1", port=server.port, tls=True)
-        emitter, sender, stream = remote_emitter(target, connect_timeout=1.0)
+        emitter, sender, _ = remote_emitter(target, connect_timeout=1.0)
         emitter.event("info", "a line that must not travel in the clear")
         deadline = time.monotonic() + 10
         while sender.counts().failures == 0 and time.monotonic() < deadline:
@@ -341,16 +345,17 @@ def test_closing_while_the_receiver_is_dead_waits_for_nothing() -> None:
 def test_the_sender_thread_inherits_the_supervisors_blocked_signals(tmp_path: Path) -> None:
     """Started after block_signals (run.attach_remote), SIGTERM stays blocked in its thread."""
     script = tmp_path / "mask.py"
+    port = free_port()
     script.write_text(
         "import io, sys, threading\n"
         "from ospool_ep.pilot import run\n"
         "from ospool_ep.pilot.logs import Emitter\n"
         "emitter = Emitter(fmt='text', stream=io.StringIO())\n"
-        "run.attach_remote(emitter, {'POOL': 'cm:9618', 'SYSLOG_HOST': '127.0.0.1:%d'})\n"
+        f"run.attach_remote(emitter, {{'POOL': 'cm:9618', 'SYSLOG_HOST': '127.0.0.1:{port}'}})\n"
         "thread = next(t for t in threading.enumerate() if t.name == 'remote-syslog')\n"
         "status = open(f'/proc/self/task/{thread.native_id}/status').read()\n"
         "print(next(l for l in status.splitlines() if l.startswith('SigBlk')))\n"
-        "run.detach_remote(emitter)\n" % free_port()
+        "run.detach_remote(emitter)\n"
     )
     out = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=30
