@@ -25,10 +25,16 @@ if TYPE_CHECKING:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ospool_ep.pilot import plan, render
+    from ospool_ep.pilot import plan, remotelog, render
 
-    outcome = plan.build_plan(plan.Host.current())
+    host = plan.Host.current()
+    outcome = plan.build_plan(host)
     findings = outcome.findings
+    syslog = remotelog.decide(host.environ)
+    if syslog.warn:
+        findings.warn("remote syslog", syslog.message, syslog.fix)
+    else:
+        findings.passed("remote syslog", syslog.message)
     if outcome.plan is not None:
         with tempfile.TemporaryDirectory(prefix="ospool-ep-check-") as scratch:
             render.write_and_verify(outcome.plan, output=Path(scratch), findings=findings)

@@ -378,9 +378,10 @@ CORPUS = [
         "APPTAINER_REGISTRY_MIRROR",
         env(APPTAINER_REGISTRY_MIRROR="mirror example org"),
     ),
-    # read by OSG's container, accepted and checked (not acted on here)
     case("ENABLE_REMOTE_SYSLOG-not-boolean", "ENABLE_REMOTE_SYSLOG", env(ENABLE_REMOTE_SYSLOG="2")),
-    case("SYSLOG_HOST-with-port", "SYSLOG_HOST", env(SYSLOG_HOST="syslog.example.org:6514")),
+    case("SYSLOG_HOST-url", "SYSLOG_HOST", env(SYSLOG_HOST="tls://syslog.example.org:6514")),
+    case("SYSLOG_HOST-port-out-of-range", "SYSLOG_HOST", env(SYSLOG_HOST="syslog.example.org:0")),
+    # read by OSG's container, accepted and checked (not acted on here)
     case("REGISTRY_HOST-space", "REGISTRY_HOST", env(REGISTRY_HOST="os registry")),
     case("CCB_RANGE_LOW-word", "CCB_RANGE_LOW", env(CCB_RANGE_LOW="low")),
     case("CCB_RANGE_HIGH-out-of-range", "CCB_RANGE_HIGH", env(CCB_RANGE_HIGH="65536")),
@@ -616,9 +617,12 @@ UPSTREAM_FORMS = [
     pytest.param(env(https_proxy="http://u:$x@proxy:3128"), ("https_proxy",), id="bad-https_proxy"),
     pytest.param(env(ENABLE_REMOTE_SYSLOG="false"), (), id="ENABLE_REMOTE_SYSLOG-false"),
     pytest.param(
-        env(ENABLE_REMOTE_SYSLOG="true", SYSLOG_HOST="syslog.example.org"),
-        ("ENABLE_REMOTE_SYSLOG", "SYSLOG_HOST"),
+        env(ENABLE_REMOTE_SYSLOG="true", SYSLOG_HOST="syslog.example.org:514"),
+        (),
         id="ENABLE_REMOTE_SYSLOG-true",
+    ),
+    pytest.param(
+        env(SYSLOG_HOST="syslog.osg.chtc.io"), ("remote syslog",), id="SYSLOG_HOST-osg-central"
     ),
     pytest.param(
         env(CCB_RANGE_LOW="10576", CCB_RANGE_HIGH="10599"),

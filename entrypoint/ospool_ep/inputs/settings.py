@@ -91,9 +91,10 @@ class Settings:
     job_https_proxy: str | None = field(default=None, repr=False)
     job_ftp_proxy: str | None = field(default=None, repr=False)
     osg_hostname: str | None = None
-    # Read by OSG's container; checked, not acted on (their variables' not_acted_on).
     enable_remote_syslog: bool = default("ENABLE_REMOTE_SYSLOG")
-    syslog_host: str = default("SYSLOG_HOST")
+    syslog_host: str | None = None
+    """``host[:port]``; unset: the pool's own (SPEC 7.3, :mod:`ospool_ep.pilot.remotelog`)."""
+    # Read by OSG's container; checked, not acted on (their variables' not_acted_on).
     registry_host: str | None = None
     ccb_range_low: int | None = None
     ccb_range_high: int | None = None

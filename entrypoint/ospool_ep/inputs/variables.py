@@ -89,6 +89,24 @@ def _distribution_shown(entries: tuple[tuple[int, str], ...]) -> str:
 
 _NO_LONGER_READ = "OSG's container no longer reads it"
 
+SYSLOG_TLS_PORT = 6514
+"""syslog over TLS (RFC 5425), the port OSG's container sends to; any other port is
+plain TCP (RFC 6587)."""
+
+
+def parse_syslog_host(raw: str) -> str:
+    """``SYSLOG_HOST``: a receiver's ``host[:port]`` (port 6514, TLS, when none is given)."""
+    text = raw.strip()
+    try:
+        host, port = v.parse_host_port(text)
+    except v.Invalid as problem:
+        raise v.Invalid(
+            f"{problem.message}: SYSLOG_HOST names a syslog receiver",
+            f"write host or host:port, e.g. syslog.example.org:{SYSLOG_TLS_PORT} (TLS) "
+            "or loghost.example.org:514 (plain TCP)",
+        ) from None
+    return host if port is None else f"{host}:{port}"
+
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("GLIDEIN_Site", "site", v.parse_ad_string, "OSG Topology site name", required=True),
@@ -272,25 +290,21 @@ VARIABLES: tuple[Variable, ...] = (
         display=v.redact_credentials,
     ),
     Variable("OSG_HOSTNAME", "osg_hostname", v.parse_host_name, "host name for jobs", lenient=True),
-    # -- read by OSG's container, not acted on here (yet) ------------------------
+    # Where the log stream also goes (SPEC 7.3); ospool_ep.pilot.remotelog decides.
     Variable(
         "ENABLE_REMOTE_SYSLOG",
         "enable_remote_syslog",
         v.parse_bool,
-        "central syslog",
+        "remote syslog on or off",
         default=True,
-        not_acted_on="OSG's container sends its logs to OSG's central syslog; "
-        "this pilot's logs go to its standard output only",
-        inert=lambda enabled: not enabled,
     ),
     Variable(
         "SYSLOG_HOST",
         "syslog_host",
-        v.parse_host_name,
-        "syslog server",
-        default="syslog.osg.chtc.io",
-        not_acted_on="the syslog server OSG's container sends its logs to (port 6514, TLS)",
+        parse_syslog_host,
+        "syslog receiver's host[:port]",
     ),
+    # -- read by OSG's container, not acted on here (yet) ------------------------
     Variable(
         "REGISTRY_HOST",
         "registry_host",

@@ -2,8 +2,10 @@
 
 :class:`Emitter` writes one line per event, as text or as one JSON object, after
 :func:`redact` has removed anything token-shaped; :mod:`ospool_ep.pilot.logtail`
-feeds it the daemons' lines. Nothing here raises for a broken output stream,
-and nothing blocks: losing the log must never stop or freeze the pilot.
+feeds it the daemons' lines. With a :class:`RemoteSink` attached
+(:mod:`ospool_ep.pilot.remotelog`), each redacted line also goes to a syslog
+receiver. Nothing here raises for a broken output stream, and nothing blocks:
+losing the log must never stop or freeze the pilot.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal, TextIO
+from typing import Literal, Protocol, TextIO
 
 Level = Literal["debug", "info", "warning", "error"]
 
@@ -59,6 +61,13 @@ def daemon_level(text: str) -> Level:
     return "info"
 
 
+class RemoteSink(Protocol):
+    """Where lines also go (a :class:`~ospool_ep.pilot.remotelog.RemoteLog`): ``put`` must
+    not block. ``text`` is redacted already; ``source`` is ``supervisor`` or a log's name."""
+
+    def put(self, level: str, source: str, text: str, *, when: float) -> None: ...
+
+
 class Emitter:
     """Writes one line per event to a stream: supervisor events and daemon log lines."""
 
@@ -75,6 +84,8 @@ class Emitter:
         # The supervisor, its metrics server and its notifier may all log; a
         # lock keeps their lines whole.
         self._lock = threading.Lock()
+        self.remote: RemoteSink | None = None
+        """Set once, before any thread logs: the stream's copy to a syslog receiver."""
 
     def event(self, level: Level, msg: str, /, **fields: object) -> None:
         """A supervisor event: ``msg`` in words, ``fields`` as its structured details."""
@@ -88,11 +99,24 @@ class Emitter:
             }
             for key, value in fields.items():
                 record[f"field_{key}" if key in _RESERVED else key] = _jsonable(value)
-            self._write(json.dumps(record))
+            line = body = json.dumps(record)
         else:
-            parts = [_iso_s(now), f"{SUPERVISOR_SOURCE} {level}:", _one_line(redact(msg))]
+            parts = [_one_line(redact(msg))]
             parts.extend(f"{key}={_text_value(value)}" for key, value in fields.items())
-            self._write(" ".join(parts))
+            body = " ".join(parts)
+            line = f"{_iso_s(now)} {SUPERVISOR_SOURCE} {level}: {body}"
+        self._write(line)
+        self._send(level, SUPERVISOR_SOURCE, body, now)
+
+    def local_event(self, level: Level, msg: str) -> None:
+        """An event for stdout only: how sending to the syslog receiver goes."""
+        now = self._clock()
+        clean = _one_line(redact(msg))
+        if self._json:
+            record = {"ts": _iso_ms(now), "level": level, "source": SUPERVISOR_SOURCE}
+            self._write(json.dumps({**record, "msg": clean}))
+        else:
+            self._write(f"{_iso_s(now)} {SUPERVISOR_SOURCE} {level}: {clean}")
 
     def daemon_line(self, source: str, text: str) -> None:
         """One line of a daemon log, ``source`` being the log's file name (``StartLog``)."""
@@ -105,9 +129,17 @@ class Emitter:
                 "source": source,
                 "msg": clean,
             }
-            self._write(json.dumps(record))
+            line = body = json.dumps(record)
         else:
-            self._write(f"{_iso_s(now)} {source}: {_one_line(clean)}")
+            body = _one_line(clean)
+            line = f"{_iso_s(now)} {source}: {body}"
+        self._write(line)
+        self._send(daemon_level(clean), source, body, now)
+
+    def _send(self, level: Level, source: str, body: str, now: float) -> None:
+        remote = self.remote
+        if remote is not None:
+            remote.put(level, source, body, when=now)
 
     def _write(self, line: str) -> None:
         with self._lock:

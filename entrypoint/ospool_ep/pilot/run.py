@@ -32,7 +32,7 @@ from ospool_ep import __version__
 from ospool_ep.cvmfs import cvmfsexec
 from ospool_ep.cvmfs.probe import has_attribute
 from ospool_ep.exitcodes import ExitCode
-from ospool_ep.pilot import atomic, dropin, handoff, notify, readiness
+from ospool_ep.pilot import atomic, dropin, handoff, notify, readiness, remotelog
 from ospool_ep.pilot import statefile as published
 from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.handoff import Launch
@@ -50,6 +50,9 @@ RELOAD_TIMEOUT_SECONDS = 60.0
 """A reload (validation, HTCondor's parser on the new tree) still running after this
 is killed and refused: the running configuration stays."""
 SBIN = "/usr/sbin:/sbin:/usr/local/sbin"
+REMOTE_FLUSH_SECONDS = 1.0
+"""How long lines still queued for the syslog receiver may hold up an exec or the
+pilot's exit; only while connected (a dead receiver holds up nothing)."""
 
 
 def log_format(environ: Mapping[str, str]) -> Any:
@@ -67,13 +70,17 @@ def run_pilot(host: Host, *, may_exec: bool = False) -> int:
     # mask, and a SIGTERM during start-up waits for the supervisor's loop.
     block_signals()
     emitter = Emitter(fmt=log_format(host.environ), stream=sys.stdout)
+    attach_remote(emitter, host.environ, announce=True)
     from ospool_ep.pilot import prepare  # noqa: PLC0415 - the heavy half, never in the supervisor
 
     try:
         launch = prepare.prepare_pilot(host, emitter)
     except prepare.NotStarting as stop:
+        detach_remote(emitter)
         return int(stop.code)
     if may_exec:
+        # The exec ends the sender thread: what is queued goes first (bounded).
+        detach_remote(emitter)
         environ = {k: v for k, v in os.environ.items() if k != "TOKEN"}
         error = handoff.exec_supervisor(
             launch, environ=environ, executable=sys.executable, argv=list(sys.orig_argv)
@@ -83,18 +90,58 @@ def run_pilot(host: Host, *, may_exec: bool = False) -> int:
             "cannot exec the light supervisor: supervising from the preparing process",
             error=str(error),
         )
-    return supervise_launch(launch, emitter)
+    return supervise_launch(launch, emitter, environ=host.environ)
 
 
-def supervise_launch(launch: Launch, emitter: Emitter) -> int:
+def supervise_launch(
+    launch: Launch, emitter: Emitter, *, environ: Mapping[str, str] | None = None
+) -> int:
     """The light half: supervise the prepared pilot, then remove its directory."""
-    directory = pilotdir.PilotDirectory(Path(launch.local_dir), launch.lock_fd)
+    attach_remote(emitter, os.environ if environ is None else environ)
     try:
-        return _supervise(launch, emitter)
+        directory = pilotdir.PilotDirectory(Path(launch.local_dir), launch.lock_fd)
+        try:
+            return _supervise(launch, emitter)
+        finally:
+            removal = directory.remove()
+            if not removal.complete:
+                report_leftover(removal, emitter, what="the pilot's own directory")
     finally:
-        removal = directory.remove()
-        if not removal.complete:
-            report_leftover(removal, emitter, what="the pilot's own directory")
+        detach_remote(emitter)
+
+
+def attach_remote(emitter: Emitter, environ: Mapping[str, str], *, announce: bool = False) -> None:
+    """Also send the emitter's lines to the syslog receiver the environment names (SPEC 7.3).
+
+    ``announce``: say where the stream goes (once per pilot: the first half).
+    """
+    if emitter.remote is not None:
+        return
+    decision = remotelog.decide(environ)
+    if announce:
+        emitter.event("warning" if decision.warn else "info", f"remote syslog: {decision.message}")
+    if decision.target is None:
+        return
+    # The sender thread must inherit the mask (exec keeps it; this makes it certain).
+    block_signals()
+    sender = remotelog.RemoteLog(decision.target, report=emitter.local_event)
+    sender.start()
+    emitter.remote = sender
+
+
+def detach_remote(emitter: Emitter, *, timeout: float = REMOTE_FLUSH_SECONDS) -> None:
+    """Stop sending; lines still queued get ``timeout`` while connected; losses are said."""
+    sender = emitter.remote
+    if not isinstance(sender, remotelog.RemoteLog):
+        return
+    emitter.remote = None
+    counts = sender.close(timeout=timeout)
+    if counts.dropped or counts.failures:
+        emitter.local_event(
+            "warning",
+            f"remote syslog: {counts.sent} lines sent to {sender.target.shown}, "
+            f"{counts.dropped} dropped, {counts.failures} failed connections",
+        )
 
 
 def report_leftover(leftover: pilotdir.Removal, emitter: Emitter, *, what: str) -> None:

@@ -90,7 +90,7 @@ SPEC_DEFAULTS = {
     "job_ftp_proxy": None,
     "osg_hostname": None,
     "enable_remote_syslog": True,
-    "syslog_host": "syslog.osg.chtc.io",
+    "syslog_host": None,  # the pool's own receiver (pilot.remotelog.decide)
     "registry_host": None,
     "ccb_range_low": None,
     "ccb_range_high": None,
@@ -516,7 +516,7 @@ BAD_FORMS = [
     ("EXTRA_JOB_ENV", "A='x y"),
     ("EXTRA_JOB_ENV", 'A="x"'),
     ("ENABLE_REMOTE_SYSLOG", "maybe"),
-    ("SYSLOG_HOST", "syslog.example.org:6514"),
+    ("SYSLOG_HOST", "syslog.example.org:65536"),
     ("REGISTRY_HOST", "registry example"),
     ("CCB_RANGE_LOW", "0"),
     ("CCB_RANGE_HIGH", "65536"),

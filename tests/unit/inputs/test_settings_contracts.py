@@ -101,27 +101,18 @@ REPORTS: list[tuple[str, dict[str, str | None], bool, list[str]]] = [
         ],
     ),
     # Read by OSG's container and not acted on here: a WARN naming each (SPEC 4.1).
-    (
-        "remote-syslog-on",
-        {"ENABLE_REMOTE_SYSLOG": "true"},
-        True,
-        [
-            "WARN  ENABLE_REMOTE_SYSLOG: is accepted but not acted on by this pilot: OSG's "
-            "container sends its logs to OSG's "
-            "central syslog; this pilot's logs go to its standard output only -- "
-            "nothing to fix if that is fine; unset ENABLE_REMOTE_SYSLOG to silence this"
-        ],
-    ),
+    # Acted on (SPEC 7.3): a PASS line each; where the stream goes is remotelog's line.
+    ("remote-syslog-on", {"ENABLE_REMOTE_SYSLOG": "true"}, True, []),
     ("remote-syslog-off", {"ENABLE_REMOTE_SYSLOG": "off"}, True, []),
+    ("syslog-host", {"SYSLOG_HOST": "syslog.example.org:514"}, True, []),
     (
-        "syslog-host",
-        {"SYSLOG_HOST": "syslog.example.org"},
-        True,
+        "syslog-host-bad-port",
+        {"SYSLOG_HOST": "syslog.example.org:0"},
+        False,
         [
-            unheeded(
-                "SYSLOG_HOST",
-                "the syslog server OSG's container sends its logs to (port 6514, TLS)",
-            )
+            "FAIL  SYSLOG_HOST: port 0 is out of range: SYSLOG_HOST names a syslog receiver -- "
+            "write host or host:port, e.g. syslog.example.org:6514 (TLS) or "
+            "loghost.example.org:514 (plain TCP)"
         ],
     ),
     (
