@@ -120,6 +120,42 @@ def test_a_pilot_joins_the_pool_advertises_its_ad_and_runs_a_job(
     assert job["LastRemoteHost"].endswith(ad["Machine"])
 
 
+def test_the_slot_ad_carries_what_the_ospool_matches_and_accounts_on(pilots: Pilots) -> None:
+    """As OSG's container publishes them, read from the real collector: GLIDECLIENT_Group
+    of POOL (ospool: main-container, also with CONDOR_HOST), OSPool false (not the
+    production CMs), START_EXTRA with the production ITB clause, OSG_PROJECT_RESTRICTION
+    with OSG_PROJECT_NAME, the job OS (the pilot image's own, Debian, for the built-in
+    image or bare jobs) and HAS_CVMFS_* for all of OSG's repositories (false: no CVMFS
+    here). A job that names this site undesired stays idle."""
+    # preferred: the ad is the same whether jobs are contained here or not.
+    pilot = pilots.start("ep-osgad", {"OSG_PROJECT_NAME": "Chem", "JOB_CONTAINMENT": "preferred"})
+    ad = pilot.pslot()
+    assert ad["GLIDECLIENT_Group"] == "main-container"
+    assert ad["OSPool"] is False
+    # condor_status -json writes expressions as /Expr(...)/, =!= as isnt.
+    assert re.search(r"ITB_Sites (=!=|isnt) true", str(ad["START_EXTRA"]), re.IGNORECASE)
+    assert "ProjectName" in str(ad["OSG_PROJECT_RESTRICTION"])
+    assert ad["OSG_PROJECT_NAME"] == "Chem"
+    kernel = pilot.exec(["uname", "-r"]).check("uname -r").stdout.strip()
+    assert ad["OSG_OS_NAME"] == "DEBIAN"
+    assert ad["OSG_OS_STRING"] == f"DEBIAN {ad['OSG_OS_VERSION']}"
+    assert ad["OSG_OS_KERNEL"] == kernel
+    for repo in ("cms.cern.ch", "atlas.cern.ch", "oasis.opensciencegrid.org", "sw.lsst.eu"):
+        assert ad["HAS_CVMFS_" + re.sub(r"[^A-Za-z0-9]", "_", repo)] is False
+
+    shunned = pilot.submit(
+        {**echo_job("shunned"), "+ProjectName": '"Chem"', "My.UNDESIRED_Sites": '"TestSite"'}
+    )
+    wanted = pilot.submit(
+        {**echo_job("wanted"), "+ProjectName": '"Chem"', "My.DESIRED_Sites": '"Elsewhere,TestSite"'}
+    )
+    try:
+        wait_status(pilot.pool, wanted, JobStatus.COMPLETED, timeout=60)
+        stays(pilot.pool, shunned, JobStatus.IDLE, seconds=10)
+    finally:
+        remove_jobs(pilot.pool, shunned)
+
+
 # ---------------------------------------------------------------------------
 # START policy
 

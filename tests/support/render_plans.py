@@ -55,11 +55,7 @@ def make_plan(settings: Settings | None = None, **overrides: object) -> render.P
         offer=Offer(cpus=4, memory_mb=8000),
         lifetime=lifetime,
         pool=pool,
-        start=policy.start_expression(
-            start_extra=settings.start_extra,
-            project_name=settings.project_name,
-            pool_itb=pool.itb if pool.name != "custom" else None,
-        ),
+        start=policy.start_expression(),
         name="CHTC-Backfill.host1",
         uuid="00000000-0000-4000-8000-000000000000",
         local_dir=PurePosixPath("/pilot/ospool-ep-test"),

@@ -26,6 +26,43 @@ CONFIG_REPO = "config-osg.opensciencegrid.org"
 OSG_REPOS = (CONFIG_REPO, "oasis.opensciencegrid.org", "singularity.opensciencegrid.org")
 """Probed in every mode that has CVMFS, with the repos of ``CVMFSEXEC_REPOS``."""
 
+UPSTREAM_REPOS = (
+    "ams.cern.ch",
+    "atlas.cern.ch",
+    "belle.cern.ch",
+    "clicdp.cern.ch",
+    "cms.cern.ch",
+    "ara.opensciencegrid.org",
+    "connect.opensciencegrid.org",
+    "eic.opensciencegrid.org",
+    "gluex.osgstorage.org",
+    "gwosc.osgstorage.org",
+    "icecube.opensciencegrid.org",
+    "icecube.osgstorage.org",
+    "larsoft-ib.opensciencegrid.org",
+    "larsoft.opensciencegrid.org",
+    "muoncollider.cern.ch",
+    "nexo.opensciencegrid.org",
+    "oasis.opensciencegrid.org",
+    "public-uc.osgstorage.org",
+    "rnog.opensciencegrid.org",
+    "sft.cern.ch",
+    "singularity.opensciencegrid.org",
+    "snoplus.egi.eu",
+    "software.igwn.org",
+    "sphenix.opensciencegrid.org",
+    "spt.opensciencegrid.org",
+    "stash.osgstorage.org",
+    "sw.hsf.org",
+    "sw.lsst.eu",
+    "unpacked.cern.ch",
+    "veritas.opensciencegrid.org",
+    "xenon.opensciencegrid.org",
+)
+"""The repositories OSG's pilot publishes HAS_CVMFS_* for (osg-flock's advertise-base):
+those not probed above are probed and published too, but only jobs that need one
+depend on it: none of them makes the node unvalidated or is reported as a problem."""
+
 PROBE_MODULE = ("-I", "-m", "ospool_ep.cvmfs.probe")
 """How the interpreter runs the probe: isolated from the daemons' PYTHON* variables."""
 
@@ -52,6 +89,10 @@ class CvmfsPlan:
     """Probed at start and by the cron job, in order."""
     health: tuple[RepoHealth, ...] = ()
     """At start (for cvmfsexec: from inside its namespace, filled in by ``run``)."""
+    published: tuple[str, ...] = ()
+    """The rest of OSG's list (:data:`UPSTREAM_REPOS`): probed and published only."""
+    published_health: tuple[RepoHealth, ...] = ()
+    """At start, with host CVMFS; for cvmfsexec the cron job's first run finds them."""
     check_seconds: int = 240
     python: str = "/usr/bin/python3"
     """Interpreter for the cron job (the one running the supervisor)."""
@@ -84,7 +125,14 @@ class CvmfsPlan:
         words += ["--timeout", f"{self.probe_timeout:g}"]
         for repo in self.repos:
             words += ["--require" if repo in self.required else "--probe", repo]
+        for repo in self.published:
+            words += ["--publish", repo]
         return words
+
+    def published_at_start(self) -> list[tuple[str, RepoHealth | None]]:
+        """Each published repo with what the start-up probe found (None: not probed)."""
+        found = {h.repo: h for h in self.published_health}
+        return [(repo, found.get(repo)) for repo in self.published]
 
     def healthy_repos(self) -> dict[str, bool]:
         return {h.repo: h.healthy for h in self.health}
@@ -92,6 +140,10 @@ class CvmfsPlan:
 
 def repos_for(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*OSG_REPOS, *settings.cvmfsexec_repos]))
+
+
+def published_for(repos: Sequence[str]) -> tuple[str, ...]:
+    return tuple(repo for repo in UPSTREAM_REPOS if repo not in repos)
 
 
 _FIX_BIND = "bind-mount the host's CVMFS: -v /cvmfs:/cvmfs:shared"
@@ -195,6 +247,7 @@ def plan_cvmfs(
         reason=choice.reason,
         root=str(root),
         repos=repos,
+        published=published_for(repos),
         check_seconds=settings.cvmfs_check_seconds,
         python=python,
     )
@@ -224,12 +277,27 @@ def plan_cvmfs(
         return plan
     # bind is chosen only with a healthy config repo: no need to probe it twice.
     rest = [repo for repo in repos if config_repo is None or repo != CONFIG_REPO]
-    health = [
-        *([config_repo] if config_repo else []),
-        *probe(rest, root=str(root), timeout=timeout, mountinfo=mountinfo),
-    ]
+    everything = probe(
+        [*rest, *plan.published], root=str(root), timeout=timeout, mountinfo=mountinfo
+    )
+    health = [*([config_repo] if config_repo else []), *everything[: len(rest)]]
+    published = tuple(everything[len(rest) :])
     report_health(health, findings)
-    return replace(plan, health=tuple(health))
+    report_published(published, findings)
+    return replace(plan, health=tuple(health), published_health=published)
+
+
+def report_published(health: Sequence[RepoHealth], findings: Findings) -> None:
+    """One line for the rest of OSG's list: which are there (jobs needing others do
+    not match here; nothing else depends on them)."""
+    if not health:
+        return
+    there = [h.repo for h in health if h.healthy]
+    findings.passed(
+        "CVMFS other repos",
+        f"{len(there)} of {len(health)} of OSG's list available"
+        + (f": {', '.join(there)}" if there else ""),
+    )
 
 
 def report_health(health: Sequence[RepoHealth], findings: Findings) -> None:

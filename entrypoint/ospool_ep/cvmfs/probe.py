@@ -10,8 +10,10 @@ Run as a program (stdlib only: it starts every few minutes)::
     python3 -I -m ospool_ep.cvmfs.probe repo --root /cvmfs NAME
         one JSON line: what :func:`check_repo` found
     python3 -I -m ospool_ep.cvmfs.probe cron --root /cvmfs --timeout S --require A --probe B
+            --publish C
         the startd cron job (SPEC 9.3): HTCondor's STARTD_CRON output, one
-        ``Attribute = value`` line each (HTCondor manual, "Startd Cron")
+        ``Attribute = value`` line each (HTCondor manual, "Startd Cron"); ``--publish``
+        repos (the rest of OSG's list) are only published, never reported as problems
     python3 -I -m ospool_ep.cvmfs.probe startup --root /cvmfs --timeout S [--apptainer P] NAME...
         one JSON document: every repo and the Apptainer test, for the
         supervisor's start-up check inside cvmfsexec's namespace
@@ -51,6 +53,8 @@ class RepoHealth:
     revision: int | None = None
     nioerr: int | None = None
     """cvmfs's I/O error counter (``user.nioerr``): reported, not judged."""
+    last_ioerr: int | None = None
+    """When cvmfs last had an I/O error (``user.timestamp_last_ioerr``, epoch; 0: never)."""
     problem: str = ""
 
     @classmethod
@@ -67,6 +71,7 @@ class RepoHealth:
             fqrn=str(fqrn) if isinstance(fqrn, str) else None,
             revision=number("revision"),
             nioerr=number("nioerr"),
+            last_ioerr=number("last_ioerr"),
             problem=str(data.get("problem") or ""),
         )
 
@@ -98,6 +103,15 @@ def revision_attribute(repo: str) -> str:
 
 def nioerr_attribute(repo: str) -> str:
     return f"CVMFS_{attribute_suffix(repo)}_NIOERR"
+
+
+def last_ioerr_attribute(repo: str) -> str:
+    """Seconds since the repo's last I/O error, -1 for none (osg-flock's advertise-base)."""
+    return f"CVMFS_{attribute_suffix(repo)}_LAST_IOERR"
+
+
+def seconds_since(timestamp: int, *, now: float) -> int:
+    return -1 if timestamp <= 0 else max(0, int(now) - timestamp)
 
 
 # -- one repository, inside the probing subprocess ------------------------------------------
@@ -149,6 +163,7 @@ def check_repo(root: str, repo: str, *, mountinfo: Path = MOUNTINFO) -> RepoHeal
         fqrn = _xattr(path, "user.fqrn")
         revision = _integer(_xattr(path, "user.revision"))
         nioerr = _integer(_xattr(path, "user.nioerr"))
+        last_ioerr = _integer(_xattr(path, "user.timestamp_last_ioerr"))
     except FileNotFoundError:
         return RepoHealth(repo=repo, healthy=False, problem=f"{path} does not exist")
     except NotADirectoryError:
@@ -163,6 +178,7 @@ def check_repo(root: str, repo: str, *, mountinfo: Path = MOUNTINFO) -> RepoHeal
         fqrn=fqrn,
         revision=revision,
         nioerr=nioerr,
+        last_ioerr=last_ioerr,
     )
     if fqrn is not None and fqrn != repo:
         return replace(found, healthy=False, problem=f"{path} serves {fqrn}")
@@ -261,10 +277,18 @@ def problems_summary(results: Iterable[RepoHealth]) -> str:
     return _plain("; ".join(f"{r.repo}: {r.problem}" for r in results if not r.healthy))
 
 
-def cron_ad(results: Iterable[RepoHealth], *, required: Iterable[str]) -> list[str]:
-    """STARTD_CRON output lines: per repo HAS_CVMFS_*, revision and error count where
-    known; OSG_NODE_VALIDATED, false as soon as one required repo is not healthy."""
+def cron_ad(
+    results: Iterable[RepoHealth],
+    *,
+    required: Iterable[str],
+    published: Iterable[str] = (),
+    now: float | None = None,
+) -> list[str]:
+    """STARTD_CRON output lines: per repo HAS_CVMFS_*, revision, error count and the
+    age of the last error where known; OSG_NODE_VALIDATED, false as soon as one
+    required repo is not healthy. ``published`` repos are not counted as problems."""
     lines = []
+    now = time.time() if now is None else now
     by_repo = {result.repo: result for result in results}
     for repo, result in by_repo.items():
         lines.append(f"{has_attribute(repo)} = {'true' if result.healthy else 'false'}")
@@ -272,10 +296,15 @@ def cron_ad(results: Iterable[RepoHealth], *, required: Iterable[str]) -> list[s
             lines.append(f"{revision_attribute(repo)} = {result.revision}")
         if result.nioerr is not None:
             lines.append(f"{nioerr_attribute(repo)} = {result.nioerr}")
+        if result.last_ioerr is not None:
+            age = seconds_since(result.last_ioerr, now=now)
+            lines.append(f"{last_ioerr_attribute(repo)} = {age}")
     required = list(required)
     validated = all(repo in by_repo and by_repo[repo].healthy for repo in required)
     lines.append(f"OSG_NODE_VALIDATED = {'true' if validated else 'false'}")
-    lines.append(f'OSPOOL_EP_CVMFS_PROBLEMS = "{problems_summary(by_repo.values())}"')
+    quiet = set(published)
+    reported = [result for repo, result in by_repo.items() if repo not in quiet]
+    lines.append(f'OSPOOL_EP_CVMFS_PROBLEMS = "{problems_summary(reported)}"')
     return lines
 
 
@@ -293,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cron.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS)
     cron.add_argument("--require", action="append", default=[], help="a repo the node needs")
     cron.add_argument("--probe", action="append", default=[], help="a repo only reported")
+    cron.add_argument("--publish", action="append", default=[], help="a repo only published")
     startup = commands.add_parser("startup", help="start-up check, as JSON")
     startup.add_argument("--root", default="/cvmfs")
     startup.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS)
@@ -304,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "repo":
         print(json.dumps(asdict(check_repo(args.root, args.repo))))
     elif args.command == "cron":
-        repos = list(dict.fromkeys([*args.require, *args.probe]))
+        repos = list(dict.fromkeys([*args.require, *args.probe, *args.publish]))
         results = probe_many(repos, root=args.root, timeout=args.timeout)
-        print("\n".join(cron_ad(results, required=args.require)))
+        print("\n".join(cron_ad(results, required=args.require, published=args.publish)))
     else:
         from ospool_ep.detect import apptainer  # noqa: PLC0415 - only this command needs it
 

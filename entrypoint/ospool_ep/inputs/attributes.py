@@ -198,14 +198,15 @@ PILOT_PUBLISHED: frozenset[str] = _words(
 
 PILOT_PUBLISHED_FAMILIES: tuple[re.Pattern[str], ...] = tuple(
     # The pilot's own families: OSPOOL_EP_*, the CVMFS cron job's per-repository
-    # attributes (cvmfs_probe: HAS_CVMFS_<repo>, CVMFS_<repo>_REVISION/_NIOERR) and
-    # the job image's OS attributes (SPEC 6.2: OSG_OS_*).
+    # attributes (cvmfs_probe: HAS_CVMFS_<repo>, CVMFS_<repo>_REVISION/_NIOERR/_LAST_IOERR)
+    # and the job image's OS attributes (SPEC 6.2: OSG_OS_*, upstream's old OSGVO_OS_*).
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
         r"OSPOOL_EP_\w+",
         r"HAS_CVMFS_\w+",
-        r"CVMFS_\w+_(REVISION|NIOERR)",
+        r"CVMFS_\w+_(REVISION|NIOERR|LAST_IOERR)",
         r"OSG_OS_\w+",
+        r"OSGVO_OS_\w+",
     )
 )
 

@@ -12,8 +12,6 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from ospool_ep.inputs.classad import string_literal
-
 LONG_JOB_MIN_SECONDS = 40 * 3600
 """A job of ``JobDurationCategory == "Long"`` starts only with this long left before ToDie."""
 GPU_RESERVED_CPUS = 8
@@ -25,32 +23,76 @@ RETIRE_SPREAD_FRACTION = 0.02
 15 minutes) so a fleet started together does not retire together."""
 
 
-def start_expression(*, start_extra: str, project_name: str | None, pool_itb: bool | None) -> str:
+def start_expression() -> str:
     """The machine's START: every term must hold for a job to start here.
 
-    ``pool_itb`` is True for the ITB OSPool, False for the production OSPool and
-    None for other pools (no ITB clause): upstream keeps ITB-only jobs off
-    production pilots and the other way round.
+    The terms of OSG's container (its 50-main.config), with the site's own parts
+    referenced as the machine-ad attributes the pool sees: ``START_EXTRA`` (always
+    published) and ``OSG_PROJECT_RESTRICTION`` (published with ``OSG_PROJECT_NAME``).
+    Upstream writes ``(START_EXTRA ?: true)``, which lets a job in when the site's
+    expression is undefined for it; here an undefined START_EXTRA keeps the job off,
+    as the site's restriction did before it was an attribute.
     """
     terms = [
         "time() < MY.GLIDEIN_ToRetire",
         '(TARGET.JobDurationCategory =!= "Long"'
         f" || MY.GLIDEIN_ToDie - time() > {LONG_JOB_MIN_SECONDS})",
         "(MY.OSG_NODE_VALIDATED =?= true)",
+        # A job may name the sites it wants or shuns (comma-separated GLIDEIN_Site
+        # names; stringListMember is case-sensitive, as upstream's).
+        "(TARGET.DESIRED_Sites =?= undefined"
+        ' || stringListMember(MY.GLIDEIN_Site, TARGET.DESIRED_Sites, ","))',
+        "(TARGET.UNDESIRED_Sites =?= undefined"
+        ' || !stringListMember(MY.GLIDEIN_Site, TARGET.UNDESIRED_Sites, ","))',
+        # The OSPool accounts every job to a project: jobs without one are not served.
+        "!isUndefined(TARGET.ProjectName)",
         # On a GPU machine CPU-only jobs fill the CPUs only while enough stay
         # free for the remaining GPUs to be usable.
         "((MY.GPUs ?: 0) == 0 || (TARGET.RequestGPUs ?: 0) > 0 || "
         f"(MY.Cpus > {GPU_RESERVED_CPUS} * MY.GPUs && "
         f"MY.Memory > {GPU_RESERVED_MEMORY_MB} * MY.GPUs))",
+        "(TARGET.Want_MPI =!= true || MY.Has_MPI =?= true)",
+        "(MY.START_EXTRA)",
+        "(MY.OSG_PROJECT_RESTRICTION ?: true)",
     ]
-    if pool_itb is True:
-        terms.append("(TARGET.ITB_Sites =?= true)")
-    elif pool_itb is False:
-        terms.append("(TARGET.ITB_Sites =!= true)")
-    if project_name:
-        terms.append(f'((TARGET.ProjectName ?: "") == {string_literal(project_name)})')
-    terms.append(f"({start_extra})")
     return " && ".join(terms)
+
+
+def start_extra(expression: str, *, itb_sites: bool | None) -> str:
+    """``START_EXTRA`` as upstream publishes it: the site's ``GLIDEIN_Start_Extra``
+    (validated, one expression), then the pool's ITB clause: the ITB OSPool admits only
+    jobs that ask for ITB sites, the production one keeps them off (``itb_sites`` None:
+    no clause)."""
+    parts = [f"({expression})"]
+    if itb_sites is True:
+        parts.append("(TARGET.ITB_Sites =?= true)")
+    elif itb_sites is False:
+        parts.append("(TARGET.ITB_Sites =!= true)")
+    return " && ".join(parts)
+
+
+PROJECT_RESTRICTION = "TARGET.ProjectName =?= MY.OSG_PROJECT_NAME"
+"""``OSG_PROJECT_RESTRICTION`` with ``OSG_PROJECT_NAME`` set, as osg-flock's
+advertise-base publishes it (case-sensitive, like the project's accounting name)."""
+
+OSPOOL_COLLECTOR = "cm-1.ospool.osg-htc.org"
+OSPOOL_GROUP = "main-container"
+_RESTRICTS_WHO = re.compile("owner|project", re.IGNORECASE)
+
+
+def is_ospool(
+    *, collector_host: str, group: str, start_extra: str, project_name: str | None
+) -> bool:
+    """``OSPool`` as osg-flock's advertise-base decides it for a container pilot: True
+    only for a pilot of the production OSPool that serves everyone's fair share, so
+    not one restricted to a project, or whose GLIDEIN_Start_Extra names an owner or a
+    project (upstream looks at the text only, without evaluating it)."""
+    return (
+        OSPOOL_COLLECTOR in collector_host
+        and group == OSPOOL_GROUP
+        and not project_name
+        and _RESTRICTS_WHO.search(start_extra) is None
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,11 @@ class PoolDefinition:
     sock_port: str = ""
     """``:port`` put before ``?sock=`` (the PATh facility names it explicitly)."""
     itb: bool = False
+    group: str = ""
+    """``GLIDECLIENT_Group``, as OSG's container names its pilots per pool."""
+    itb_sites: bool | None = None
+    """START_EXTRA's ITB clause: True admits only jobs with ``ITB_Sites``, False keeps
+    them off, None (the PATh pools) has no clause."""
 
 
 POOLS: dict[str, PoolDefinition] = {
@@ -27,24 +32,33 @@ POOLS: dict[str, PoolDefinition] = {
         central_managers=("cm-1.ospool.osg-htc.org", "cm-2.ospool.osg-htc.org"),
         ccb_hosts=("ccb-1.ospool.osg-htc.org", "ccb-2.ospool.osg-htc.org"),
         sock_range=(1, 10),
+        group="main-container",
+        itb_sites=False,
     ),
     "itb-ospool": PoolDefinition(
         central_managers=("cm-1.ospool-itb.osg-htc.org", "cm-2.ospool-itb.osg-htc.org"),
         ccb_hosts=("ccb-1.ospool-itb.osg-htc.org", "ccb-2.ospool-itb.osg-htc.org"),
         sock_range=(1, 10),
         itb=True,
+        group="itb-container",
+        itb_sites=True,
     ),
     "prod-path-facility": PoolDefinition(
         central_managers=("cm-1.facility.path-cc.io", "cm-2.facility.path-cc.io"),
         sock_range=(9620, 9624),
         sock_port=":9618",
+        group="path-container",
     ),
-    # The upstream container lists a second, river-hosted CM for the dev facility.
+    # The upstream container lists a second, river-hosted CM for the dev facility, and
+    # gives both PATh pools the same CCB: each CM on a random collector962N socket.
     "dev-path-facility": PoolDefinition(
         central_managers=(
             "htcondor-cm-path.osgdev.chtc.io",
             "htcondor-cm-path.osg-dev.river.chtc.io",
         ),
+        sock_range=(9620, 9624),
+        sock_port=":9618",
+        group="path-container",
     ),
 }
 
@@ -60,6 +74,11 @@ class PoolEndpoints:
     ccb_address: str
     """Value for ``CCB_ADDRESS``; empty when the pool has no CCB."""
     itb: bool
+    group: str = ""
+    """``GLIDECLIENT_Group``: from ``POOL``, also when ``CONDOR_HOST`` replaces its CMs
+    (as upstream); empty for a custom host."""
+    itb_sites: bool | None = None
+    """START_EXTRA's ITB clause (:attr:`PoolDefinition.itb_sites`), also from ``POOL``."""
 
 
 def canonical_pool_name(pool: str, *, itb: bool) -> str | None:
@@ -79,14 +98,15 @@ def resolve_pool(
     """Collector and CCB addresses for the validated ``POOL``/``ITB``/``CONDOR_HOST``.
 
     ``CONDOR_HOST`` replaces the pool's central managers (and then no CCB is
-    assumed, as upstream does); a ``POOL`` that is no known name is a host.
+    assumed, as upstream does); a ``POOL`` that is no known name is a host. The
+    pool's group and ITB clause follow ``POOL`` even then: upstream sets them from
+    ``POOL`` before it looks at ``CONDOR_HOST``.
     """
-    if condor_host:
-        return PoolEndpoints("custom", condor_host, "", itb)
     name = canonical_pool_name(pool, itb=itb)
-    if name is None:
-        return PoolEndpoints("custom", pool, "", itb)
-    definition = POOLS[name]
+    definition = POOLS[name] if name is not None else PoolDefinition(central_managers=())
+    group, itb_sites = definition.group, definition.itb_sites
+    if condor_host or name is None:
+        return PoolEndpoints("custom", condor_host or pool, "", itb, group, itb_sites)
     suffix = ""
     if definition.sock_range:
         low, high = definition.sock_range
@@ -99,4 +119,4 @@ def resolve_pool(
         # PATh: the CMs themselves act as CCB, on a random collector socket.
         collectors = ",".join(definition.central_managers)
         ccb = ",".join(cm + suffix for cm in definition.central_managers) if suffix else ""
-    return PoolEndpoints(name, collectors, ccb, itb or definition.itb)
+    return PoolEndpoints(name, collectors, ccb, itb or definition.itb, group, itb_sites)

@@ -22,13 +22,13 @@ from pathlib import Path, PurePosixPath
 
 from ospool_ep.cvmfs import cvmfsexec
 from ospool_ep.cvmfs import plan as cvmfs
-from ospool_ep.detect import apptainer, gpus
+from ospool_ep.detect import apptainer, gpus, osrelease
 from ospool_ep.detect.limits import detect_limits
 from ospool_ep.detect.offer import decide_offer
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.inputs import attributes, policy
 from ospool_ep.inputs import tokens as tokens_mod
-from ospool_ep.inputs.pools import POOLS, resolve_pool
+from ospool_ep.inputs.pools import resolve_pool
 from ospool_ep.inputs.settings import Settings, input_files, load_settings
 from ospool_ep.pilot import containment
 from ospool_ep.pilot import workdir as pilotdir
@@ -60,6 +60,8 @@ class Host:
     fuse_device: Path = Path("/dev/fuse")
     opencl_vendors: Path = gpus.OPENCL_VENDORS
     gpu_discovery: Path = gpus.DISCOVERY
+    kernel: str = ""
+    """The running kernel's release (``uname -r``), published as OSG_OS_KERNEL."""
 
     @classmethod
     def current(cls) -> Host:
@@ -73,6 +75,7 @@ class Host:
             rng=random.Random(),  # noqa: S311 - spreading load, not security
             hostname=socket.gethostname(),
             user=user,
+            kernel=os.uname().release,
         )
 
 
@@ -195,9 +198,6 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         pool=settings.pool, itb=settings.itb, condor_host=settings.condor_host, rng=host.rng
     )
     findings.passed("pool", f"{pool.name}: collectors {pool.collector_host}")
-    # START's ITB clause follows the pool joined, as in OSG's container: ITB=true
-    # with POOL=prod-ospool joins production and keeps ITB-only jobs off.
-    pool_itb = POOLS[pool.name].itb if pool.name in ("prod-ospool", "itb-ospool") else None
     name = policy.pilot_name(
         resource_name=settings.resource_name,
         hostname=host.hostname,
@@ -207,6 +207,7 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
     uuid = policy.pilot_uuid(host.rng)
     # Drawn after the name and uuid: earlier draws stay what they were before containment.
     random_value = host.rng.random()
+    job_image_os = None
     if facilities.cvmfs.mode == "cvmfsexec":
         # Apptainer and the images are only visible inside cvmfsexec: decided there at start.
         findings.passed(containment.SUBJECT, "decided inside cvmfsexec when the pilot starts")
@@ -219,17 +220,14 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
             findings,
             random_value=random_value,
         )
+        job_image_os = job_os_of(host, contained)
     local_dir = PurePosixPath(settings.pilot_dir) / f"ospool-ep-{uuid}"
     plan = PilotPlan(
         settings=settings,
         offer=offer,
         lifetime=lifetime,
         pool=pool,
-        start=policy.start_expression(
-            start_extra=settings.start_extra,
-            project_name=settings.project_name,
-            pool_itb=pool_itb,
-        ),
+        start=policy.start_expression(),
         name=name,
         uuid=uuid,
         local_dir=local_dir,
@@ -242,6 +240,7 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         apptainer=facilities.apptainer,
         containment=contained,
         random_value=random_value,
+        job_os=job_image_os,
     )
     return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens), plan=plan)
 
@@ -307,6 +306,18 @@ def report_apptainer(tested: apptainer.ApptainerTest, findings: Findings) -> Non
             "Apptainer",
             f"none works ({tested.detail}): HAS_SINGULARITY = False, container jobs will not match",
         )
+
+
+def job_os_of(host: Host, decided: containment.Containment) -> osrelease.JobOs | None:
+    """The OS a job without its own image runs in (OSG_OS_*): the default image's when it
+    is a directory tree (CVMFS's unpacked images), the pilot's own for the built-in image
+    and for bare jobs; None for an image file, which only Apptainer could look into."""
+    if not decided.contained or decided.image == containment.BUILTIN_IMAGE:
+        return osrelease.read_job_os(host.root, kernel=host.kernel)
+    image = Path(decided.image)
+    if not image.is_dir():
+        return None
+    return osrelease.read_job_os(image, kernel=host.kernel)
 
 
 def decide_containment(

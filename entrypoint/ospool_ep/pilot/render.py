@@ -31,7 +31,9 @@ from ospool_ep.cvmfs.probe import (
 from ospool_ep.detect.apptainer import ApptainerTest
 from ospool_ep.detect.gpus import GpuReport
 from ospool_ep.detect.offer import Offer
+from ospool_ep.detect.osrelease import JobOs
 from ospool_ep.findings import Findings, Kind
+from ospool_ep.inputs import policy
 from ospool_ep.inputs.attributes import ExtraAttribute
 from ospool_ep.inputs.classad import string_literal
 from ospool_ep.inputs.policy import Lifetime
@@ -48,6 +50,9 @@ PARSER_TIMEOUT_SECONDS = 20
 BASE_PUBLISHED = (
     "GLIDEIN_Site",
     "GLIDEIN_ResourceName",
+    "GLIDECLIENT_Group",
+    "OSPool",
+    "START_EXTRA",
     "GLIDEIN_ToRetire",
     "GLIDEIN_ToDie",
     "ACCEPT_JOBS_FOR_HOURS",
@@ -87,6 +92,8 @@ class PilotPlan:
     random_value: float = 0.0
     """Drawn once per pilot start: picks the default job image (also when the choice
     is made later, inside cvmfsexec)."""
+    job_os: JobOs | None = None
+    """The OS of the default job image (OSG_OS_*); None: not known, not published."""
 
 
 def _checked(value: object) -> str:
@@ -246,8 +253,16 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
     if plan.pool.itb:
         published.append("Is_ITB_Site")
     if plan.settings.project_name:
-        published.append("OSG_PROJECT_NAME")
+        published += ["OSG_PROJECT_NAME", "OSG_PROJECT_RESTRICTION"]
+    job_os = plan.job_os.attributes() if plan.job_os else {}
+    published += list(job_os)
     published += [attribute.name for attribute in plan.extra_attributes]
+    ospool = policy.is_ospool(
+        collector_host=plan.pool.collector_host,
+        group=plan.pool.group,
+        start_extra=plan.settings.start_extra,
+        project_name=plan.settings.project_name,
+    )
     context: dict[str, Any] = {
         "settings": plan.settings,
         "offer": plan.offer,
@@ -265,6 +280,10 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
         "update_interval": update_interval(plan.settings.accept_idle_minutes * 60),
         "vacate_seconds": VACATE_SECONDS,
         "published": published,
+        "ospool": ospool,
+        "start_extra": policy.start_extra(plan.settings.start_extra, itb_sites=plan.pool.itb_sites),
+        "project_restriction": policy.PROJECT_RESTRICTION,
+        "job_os": job_os,
         "job_environment": job_environment(plan.settings),
         "version": __version__,
         "config_dir": config_dir,

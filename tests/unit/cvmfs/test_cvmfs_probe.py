@@ -102,7 +102,45 @@ def test_a_healthy_host_tree_is_bind_mode_with_a_check_line_per_repo(tmp_path: P
     assert result.required == (CONFIG, OASIS, SINGULARITY)
     assert result.node_validated
     assert findings[0].subject == "CVMFS" and "bind" in findings[0].message
-    assert [f.subject for f in findings[1:]] == [f"CVMFS {r}" for r in result.repos]
+    assert [f.subject for f in findings[1:-1]] == [f"CVMFS {r}" for r in result.repos]
+    assert findings[-1].subject == "CVMFS other repos"
+    assert findings[-1].message == f"0 of {len(result.published)} of OSG's list available"
+
+
+def test_the_rest_of_osgs_repos_are_probed_and_published_never_required(tmp_path: Path) -> None:
+    """A job that needs HAS_CVMFS_cms_cern_ch matches where the host has cms.cern.ch; a
+    host without it is no less validated (osg-flock's advertise-base list)."""
+    root = tree(tmp_path / "cvmfs", CONFIG, OASIS, SINGULARITY, "cms.cern.ch")
+    result, findings = plan(Settings(site="S", resource_name="R"), root, tmp_path)
+    assert set(result.published) == set(cvmfs.UPSTREAM_REPOS) - {OASIS, SINGULARITY}
+    assert len(cvmfs.UPSTREAM_REPOS) == 31
+    found = dict(result.published_at_start())
+    assert found["cms.cern.ch"] is not None and found["cms.cern.ch"].healthy
+    assert found["atlas.cern.ch"] is not None and not found["atlas.cern.ch"].healthy
+    assert "cms.cern.ch" not in result.required and result.node_validated
+    assert not [f for f in findings if f.status is not Status.PASS]
+    assert findings[-1].message.endswith("available: cms.cern.ch")
+    arguments = " ".join(result.cron_arguments())
+    assert "--publish cms.cern.ch" in arguments and "--publish atlas.cern.ch" in arguments
+    tree_dir = tmp_path / "cfg"
+    files = render.render_files(make_plan(cvmfs=result), config_dir=tree_dir)
+    render.write_tree(files, output=tree_dir)
+    knobs = read_knobs(tree_dir, "HAS_CVMFS_cms_cern_ch", "HAS_CVMFS_atlas_cern_ch", "STARTD_ATTRS")
+    assert (knobs["HAS_CVMFS_cms_cern_ch"], knobs["HAS_CVMFS_atlas_cern_ch"]) == ("True", "False")
+    published = knobs["STARTD_ATTRS"].split()
+    assert {cvmfs_probe.has_attribute(repo) for repo in cvmfs.UPSTREAM_REPOS} <= set(published)
+
+
+def test_without_cvmfs_every_repo_of_osgs_list_is_published_false(tmp_path: Path) -> None:
+    result, _ = plan(Settings(site="S", resource_name="R"), tmp_path / "none", tmp_path)
+    tree_dir = tmp_path / "cfg"
+    render.write_tree(
+        render.render_files(make_plan(cvmfs=result), config_dir=tree_dir), output=tree_dir
+    )
+    names = [cvmfs_probe.has_attribute(repo) for repo in cvmfs.UPSTREAM_REPOS]
+    knobs = read_knobs(tree_dir, *names, "STARTD_ATTRS")
+    assert {knobs[name] for name in names} == {"False"}
+    assert set(names) <= set(knobs["STARTD_ATTRS"].split())
 
 
 def test_an_empty_repo_is_not_healthy_and_not_required(tmp_path: Path) -> None:
@@ -184,9 +222,11 @@ def test_xattrs_are_read_when_present_and_unknown_when_absent(tmp_path: Path) ->
         os.setxattr(root / CONFIG, "user.fqrn", CONFIG.encode())
         os.setxattr(root / CONFIG, "user.revision", b"1234")
         os.setxattr(root / CONFIG, "user.nioerr", b"2")
+        os.setxattr(root / CONFIG, "user.timestamp_last_ioerr", b"1790000000")
     except OSError as error:
         pytest.skip(f"no user xattrs on {tmp_path}: {error}")
     with_xattrs = check_repo(str(root), CONFIG)
+    assert with_xattrs.last_ioerr == 1_790_000_000
     assert (with_xattrs.healthy, with_xattrs.fqrn, with_xattrs.revision, with_xattrs.nioerr) == (
         True,
         CONFIG,
@@ -266,6 +306,28 @@ def test_the_cron_ad_publishes_each_repo_and_validation_of_the_required_ones() -
         'extra.example.org: gone"',
     ]
     assert "OSG_NODE_VALIDATED = true" in cron_ad(results, required=[CONFIG])
+
+
+def test_the_cron_ad_publishes_the_age_of_the_last_io_error_as_upstream() -> None:
+    """osg-flock: CVMFS_<repo>_LAST_IOERR is seconds since the last error, -1 for none."""
+    results = [
+        RepoHealth(repo=CONFIG, healthy=True, nioerr=3, last_ioerr=1_000),
+        RepoHealth(repo=OASIS, healthy=True, nioerr=0, last_ioerr=0),
+    ]
+    ad = cron_ad(results, required=[CONFIG], now=1_600)
+    assert "CVMFS_config_osg_opensciencegrid_org_LAST_IOERR = 600" in ad
+    assert "CVMFS_oasis_opensciencegrid_org_LAST_IOERR = -1" in ad
+
+
+def test_published_only_repos_are_never_counted_as_problems() -> None:
+    results = [
+        RepoHealth(repo=CONFIG, healthy=True),
+        RepoHealth(repo="cms.cern.ch", healthy=False, problem="/cvmfs/cms.cern.ch does not exist"),
+    ]
+    ad = cron_ad(results, required=[CONFIG], published=["cms.cern.ch"])
+    assert "HAS_CVMFS_cms_cern_ch = false" in ad
+    assert 'OSPOOL_EP_CVMFS_PROBLEMS = ""' in ad
+    assert "OSG_NODE_VALIDATED = true" in ad
 
 
 def test_the_cron_job_output_is_read_by_htcondors_classad_parser(tmp_path: Path) -> None:

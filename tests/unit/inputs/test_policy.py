@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import random
 import time
+from collections.abc import Iterator
 
 import classad2
 import pytest
@@ -14,10 +17,32 @@ HOUR = 3600
 NOW = int(time.time())
 
 
-def machine(**attrs: object) -> classad2.ClassAd:
-    """A partitionable slot ad as the startd publishes it, with the given overrides."""
+@pytest.fixture(scope="module", autouse=True)
+def _string_list_functions() -> Iterator[None]:
+    """HTCondor's string-list functions (stringListMember, used by START) are registered
+    by the htcondor2 module, as the startd has them; bare classad2 says error. Its
+    import reads a configuration: an empty one, whatever the caller's CONDOR_CONFIG."""
+    saved = os.environ.get("CONDOR_CONFIG")
+    os.environ["CONDOR_CONFIG"] = os.devnull
+    try:
+        importlib.import_module("htcondor2")
+    finally:
+        if saved is None:
+            del os.environ["CONDOR_CONFIG"]
+        else:
+            os.environ["CONDOR_CONFIG"] = saved
+    yield
+
+
+def machine(
+    *, extra: str = "True", project: str | None = None, itb: bool | None = None, **attrs: object
+) -> classad2.ClassAd:
+    """A partitionable slot ad as the startd publishes it: START_EXTRA from ``extra``
+    (GLIDEIN_Start_Extra) and the pool's ITB clause, the project restriction with
+    ``project`` (OSG_PROJECT_NAME), as 60-attributes.conf renders them; then overrides."""
     ad = classad2.ClassAd(
         {
+            "GLIDEIN_Site": "Wisconsin",
             "GLIDEIN_ToRetire": NOW + 10 * HOUR,
             "GLIDEIN_ToDie": NOW + 100 * HOUR,
             "OSG_NODE_VALIDATED": True,
@@ -26,6 +51,10 @@ def machine(**attrs: object) -> classad2.ClassAd:
             "GPUs": 0,
         }
     )
+    ad["START_EXTRA"] = classad2.ExprTree(policy.start_extra(extra, itb_sites=itb))
+    if project:
+        ad["OSG_PROJECT_NAME"] = project
+        ad["OSG_PROJECT_RESTRICTION"] = classad2.ExprTree(policy.PROJECT_RESTRICTION)
     for name, value in attrs.items():
         ad[name] = value
     return ad
@@ -45,8 +74,8 @@ def starts(expression: str, slot: classad2.ClassAd, candidate: classad2.ClassAd)
     return classad2.ExprTree(expression).eval(slot, candidate) is True
 
 
-def start(*, extra: str = "True", project: str | None = None, itb: bool | None = None) -> str:
-    return policy.start_expression(start_extra=extra, project_name=project, pool_itb=itb)
+def start() -> str:
+    return policy.start_expression()
 
 
 def test_an_ordinary_job_starts_on_a_fresh_pilot() -> None:
@@ -84,28 +113,116 @@ def test_short_jobs_ignore_the_long_job_guard() -> None:
 
 
 def test_start_extra_keeps_a_non_matching_job_out() -> None:
-    expression = start(extra='TARGET.Owner =!= "mallory"')
-    assert starts(expression, machine(), job(Owner="alice"))
-    assert not starts(expression, machine(), job(Owner="mallory"))
+    slot = machine(extra='TARGET.Owner =!= "mallory"')
+    assert starts(start(), slot, job(Owner="alice"))
+    assert not starts(start(), slot, job(Owner="mallory"))
+
+
+def test_a_start_extra_undefined_for_a_job_keeps_it_out() -> None:
+    """Stricter than upstream's ``(START_EXTRA ?: true)``: a site's restriction that
+    cannot be decided for a job does not let the job in."""
+    slot = machine(extra="TARGET.WantsChemistry == true")
+    assert not starts(start(), slot, job())
+    assert starts(start(), slot, job(WantsChemistry=True))
+
+
+def test_a_slot_without_start_extra_starts_nothing() -> None:
+    slot = machine()
+    del slot["START_EXTRA"]
+    assert not starts(start(), slot, job())
 
 
 def test_project_restriction_admits_only_that_project() -> None:
-    expression = start(project="Chemistry")
-    assert starts(expression, machine(), job(ProjectName="Chemistry"))
-    assert not starts(expression, machine(), job(ProjectName="Physics"))
+    slot = machine(project="Chemistry")
+    assert starts(start(), slot, job(ProjectName="Chemistry"))
+    assert not starts(start(), slot, job(ProjectName="Physics"))
+    # Case-sensitive (=?=), as osg-flock's OSG_PROJECT_RESTRICTION.
+    assert not starts(start(), slot, job(ProjectName="chemistry"))
 
 
-def test_project_restriction_refuses_a_job_without_a_project() -> None:
+def test_without_a_project_name_no_restriction_applies() -> None:
+    assert starts(start(), machine(), job(ProjectName="Physics"))
+
+
+def test_a_job_without_a_project_never_starts() -> None:
+    """Upstream's ``!isUndefined(TARGET.ProjectName)``: with or without a restriction."""
     candidate = job()
     del candidate["ProjectName"]
-    assert not starts(start(project="Chemistry"), machine(), candidate)
+    assert not starts(start(), machine(), candidate)
+    assert not starts(start(), machine(project="Chemistry"), candidate)
 
 
 def test_production_pilots_refuse_itb_only_jobs_and_itb_pilots_want_them() -> None:
-    assert not starts(start(itb=False), machine(), job(ITB_Sites=True))
-    assert starts(start(itb=False), machine(), job())
-    assert starts(start(itb=True), machine(), job(ITB_Sites=True))
-    assert not starts(start(itb=True), machine(), job())
+    assert not starts(start(), machine(itb=False), job(ITB_Sites=True))
+    assert starts(start(), machine(itb=False), job())
+    assert starts(start(), machine(itb=True), job(ITB_Sites=True))
+    assert not starts(start(), machine(itb=True), job())
+    assert starts(start(), machine(itb=None), job(ITB_Sites=True))
+    assert starts(start(), machine(itb=None), job())
+
+
+@pytest.mark.parametrize(
+    ("desired", "expected"),
+    [("Wisconsin", True), ("Nebraska,Wisconsin", True), ("Nebraska", False), ("wisconsin", False)],
+    ids=["this-site", "in-a-list", "other-site", "case-differs"],
+)
+def test_a_job_with_desired_sites_starts_only_at_one_of_them(desired: str, expected: bool) -> None:
+    assert starts(start(), machine(), job(DESIRED_Sites=desired)) is expected
+
+
+@pytest.mark.parametrize(
+    ("undesired", "expected"),
+    [("Wisconsin", False), ("Nebraska,Wisconsin", False), ("Nebraska", True)],
+    ids=["this-site", "in-a-list", "other-site"],
+)
+def test_a_job_never_starts_at_an_undesired_site(undesired: str, expected: bool) -> None:
+    assert starts(start(), machine(), job(UNDESIRED_Sites=undesired)) is expected
+
+
+def test_jobs_without_site_lists_start_anywhere() -> None:
+    assert starts(start(), machine(GLIDEIN_Site="Anywhere"), job())
+
+
+@pytest.mark.parametrize(
+    ("want_mpi", "has_mpi", "expected"),
+    [(True, None, False), (True, False, False), (True, True, True), (False, None, True)],
+    ids=["mpi-job-no-mpi", "mpi-job-mpi-false", "mpi-job-mpi-slot", "plain-job"],
+)
+def test_an_mpi_job_starts_only_where_mpi_is_advertised(
+    want_mpi: bool, has_mpi: bool | None, expected: bool
+) -> None:
+    slot = machine() if has_mpi is None else machine(Has_MPI=has_mpi)
+    assert starts(start(), slot, job(Want_MPI=want_mpi)) is expected
+
+
+@pytest.mark.parametrize(
+    ("collector", "group", "extra", "project", "expected"),
+    [
+        (
+            "cm-1.ospool.osg-htc.org?sock=collector3,cm-2.ospool.osg-htc.org",
+            "main-container",
+            "True",
+            None,
+            True,
+        ),
+        ("cm-1.ospool.osg-htc.org", "main-container", 'TARGET.Owner == "alice"', None, False),
+        ("cm-1.ospool.osg-htc.org", "main-container", 'TARGET.ProjectName == "X"', None, False),
+        ("cm-1.ospool.osg-htc.org", "main-container", "True", "Chemistry", False),
+        ("cm-1.ospool-itb.osg-htc.org", "itb-container", "True", None, False),
+        ("cm-1.facility.path-cc.io", "path-container", "True", None, False),
+        ("cm.example.edu", "main-container", "True", None, False),
+        ("cm-1.ospool.osg-htc.org", "", "True", None, False),
+    ],
+    ids=["prod", "owner", "project-extra", "project", "itb", "path", "condor-host", "no-group"],
+)
+def test_ospool_is_true_only_for_unrestricted_production_pilots(
+    collector: str, group: str, extra: str, project: str | None, expected: bool
+) -> None:
+    """osg-flock's advertise-base: the production CM, main-container, no restriction."""
+    found = policy.is_ospool(
+        collector_host=collector, group=group, start_extra=extra, project_name=project
+    )
+    assert found is expected
 
 
 def test_a_gpu_job_starts_on_a_gpu_slot() -> None:

@@ -41,19 +41,34 @@ PATH_CCBS = (
     "cm-2.facility.path-cc.io:9618?sock=collector9622"
 )
 DEV_CMS = "htcondor-cm-path.osgdev.chtc.io,htcondor-cm-path.osg-dev.river.chtc.io"
+DEV_CCBS = (
+    "htcondor-cm-path.osgdev.chtc.io:9618?sock=collector9621,"
+    "htcondor-cm-path.osg-dev.river.chtc.io:9618?sock=collector9621"
+)
+MAIN, ITB, PATH = "main-container", "itb-container", "path-container"
 
 
 @pytest.mark.parametrize(
     ("pool", "itb", "draw", "expected"),
     [
-        ("ospool", False, 7, E("prod-ospool", OSPOOL_CMS, OSPOOL_CCBS, False)),
-        ("prod-ospool", False, 7, E("prod-ospool", OSPOOL_CMS, OSPOOL_CCBS, False)),
-        ("PROD-OSPOOL", False, 7, E("prod-ospool", OSPOOL_CMS, OSPOOL_CCBS, False)),
-        ("ospool", True, 7, E("itb-ospool", ITB_CMS, ITB_CCBS, True)),
-        ("itb-ospool", False, 7, E("itb-ospool", ITB_CMS, ITB_CCBS, True)),
-        ("prod-path-facility", False, 9622, E("prod-path-facility", PATH_CMS, PATH_CCBS, False)),
-        ("prod-path-facility", True, 9622, E("prod-path-facility", PATH_CMS, PATH_CCBS, True)),
-        ("dev-path-facility", False, 0, E("dev-path-facility", DEV_CMS, "", False)),
+        ("ospool", False, 7, E("prod-ospool", OSPOOL_CMS, OSPOOL_CCBS, False, MAIN, False)),
+        ("prod-ospool", False, 7, E("prod-ospool", OSPOOL_CMS, OSPOOL_CCBS, False, MAIN, False)),
+        ("PROD-OSPOOL", False, 7, E("prod-ospool", OSPOOL_CMS, OSPOOL_CCBS, False, MAIN, False)),
+        ("ospool", True, 7, E("itb-ospool", ITB_CMS, ITB_CCBS, True, ITB, True)),
+        ("itb-ospool", False, 7, E("itb-ospool", ITB_CMS, ITB_CCBS, True, ITB, True)),
+        (
+            "prod-path-facility",
+            False,
+            9622,
+            E("prod-path-facility", PATH_CMS, PATH_CCBS, False, PATH),
+        ),
+        (
+            "prod-path-facility",
+            True,
+            9622,
+            E("prod-path-facility", PATH_CMS, PATH_CCBS, True, PATH),
+        ),
+        ("dev-path-facility", False, 9621, E("dev-path-facility", DEV_CMS, DEV_CCBS, False, PATH)),
         ("pool.example.org:9618", False, 0, E("custom", "pool.example.org:9618", "", False)),
         ("pool.example.org:9618", True, 0, E("custom", "pool.example.org:9618", "", True)),
     ],
@@ -61,14 +76,21 @@ DEV_CMS = "htcondor-cm-path.osgdev.chtc.io,htcondor-cm-path.osg-dev.river.chtc.i
 def test_each_pool_resolves_to_exactly_the_addresses_of_the_spec_table(
     pool: str, itb: bool, draw: int, expected: PoolEndpoints
 ) -> None:
-    """SPEC 6.1 row by row: the ITB flag is the pool's own or the site's ``ITB``; a
-    ``POOL`` that names no known pool is a host, ``custom``, without CCB."""
+    """SPEC 6.1 row by row, with OSG's container where they differ (dev-path-facility:
+    two CMs, each its own CCB, as prod-path-facility): the ITB flag is the pool's own or
+    the site's ``ITB``; the group and the ITB_Sites clause are upstream's per pool; a
+    ``POOL`` that names no known pool is a host, ``custom``, without CCB or group."""
     assert resolve_pool(pool=pool, itb=itb, condor_host=None, rng=Draw(draw)) == expected
 
 
 @pytest.mark.parametrize(
     ("pool", "expected_range"),
-    [("ospool", (1, 10)), ("itb-ospool", (1, 10)), ("prod-path-facility", (9620, 9624))],
+    [
+        ("ospool", (1, 10)),
+        ("itb-ospool", (1, 10)),
+        ("prod-path-facility", (9620, 9624)),
+        ("dev-path-facility", (9620, 9624)),
+    ],
 )
 def test_the_collector_socket_is_drawn_once_from_the_pools_range(
     pool: str, expected_range: tuple[int, int]
@@ -78,10 +100,14 @@ def test_the_collector_socket_is_drawn_once_from_the_pools_range(
     assert rng.ranges == [expected_range]
 
 
-@pytest.mark.parametrize("itb", [False, True])
-def test_condor_host_is_a_custom_pool_without_ccb_keeping_the_sites_itb(itb: bool) -> None:
+@pytest.mark.parametrize(("itb", "group", "itb_sites"), [(False, MAIN, False), (True, ITB, True)])
+def test_condor_host_is_a_custom_pool_without_ccb_keeping_the_sites_itb_and_group(
+    itb: bool, group: str, itb_sites: bool
+) -> None:
+    """Upstream names the group and the ITB clause from ``POOL`` before it reads
+    ``CONDOR_HOST``: the CMs change, the group and the clause stay."""
     resolved = resolve_pool(pool="ospool", itb=itb, condor_host="a.b:9618,c.d", rng=Draw(1))
-    assert resolved == PoolEndpoints("custom", "a.b:9618,c.d", "", itb)
+    assert resolved == PoolEndpoints("custom", "a.b:9618,c.d", "", itb, group, itb_sites)
 
 
 def test_a_pool_with_ccbs_but_no_socket_range_uses_the_plain_hosts(

@@ -10,6 +10,7 @@ import pytest
 from paths import GOLDEN
 from render_plans import APPTAINER_PASSED, CONTAINED, make_plan, read_knobs
 
+from ospool_ep.detect.osrelease import JobOs
 from ospool_ep.findings import Findings, Status
 from ospool_ep.inputs.attributes import ExtraAttribute
 from ospool_ep.inputs.pools import POOL_NAMES, resolve_pool
@@ -34,7 +35,8 @@ def test_every_pool_renders_a_tree_htcondor_accepts(pool: str, tmp_path: Path) -
     if "ospool" in pool:
         assert "?sock=collector" in knobs["CCB_ADDRESS"]
         assert "osg-htc.org" in knobs["CCB_ADDRESS"]
-    elif pool == "prod-path-facility":
+    elif "path-facility" in pool:
+        # OSG's container: both PATh pools' CMs are their CCB, on a collector962N socket.
         assert ":9618?sock=collector962" in knobs["CCB_ADDRESS"]
     else:
         assert knobs["CCB_ADDRESS"] in ("None", "")
@@ -153,9 +155,65 @@ def test_the_project_restriction_is_rendered_and_published(tmp_path: Path) -> No
     tree, _ = rendered(
         make_plan(Settings(site="S", resource_name="R", project_name="Chem")), tmp_path
     )
-    knobs = read_knobs(tree, "START", "OSG_PROJECT_NAME")
-    assert '== "Chem"' in knobs["START"]
+    knobs = read_knobs(tree, "START", "OSG_PROJECT_NAME", "OSG_PROJECT_RESTRICTION", "OSPool")
+    assert "(MY.OSG_PROJECT_RESTRICTION ?: true)" in knobs["START"]
+    assert knobs["OSG_PROJECT_RESTRICTION"] == "TARGET.ProjectName =?= MY.OSG_PROJECT_NAME"
     assert knobs["OSG_PROJECT_NAME"] == '"Chem"'
+    assert knobs["OSPool"] == "False"
+    published = read_knobs(tree, "STARTD_ATTRS")["STARTD_ATTRS"].split()
+    assert {"OSG_PROJECT_NAME", "OSG_PROJECT_RESTRICTION"} <= set(published)
+
+
+PROD_EXTRA = "(True) && (TARGET.ITB_Sites =!= true)"
+
+
+@pytest.mark.parametrize(
+    ("pool", "condor_host", "expected"),
+    [
+        ("ospool", None, ("main-container", "True", PROD_EXTRA)),
+        ("itb-ospool", None, ("itb-container", "False", "(True) && (TARGET.ITB_Sites =?= true)")),
+        ("prod-path-facility", None, ("path-container", "False", "(True)")),
+        ("dev-path-facility", None, ("path-container", "False", "(True)")),
+        ("cm.example.edu", None, ("", "False", "(True)")),
+        ("ospool", "cm.example.edu", ("main-container", "False", PROD_EXTRA)),
+    ],
+    ids=["prod", "itb", "path", "dev-path", "host", "condor-host"],
+)
+def test_the_pool_attributes_of_osgs_container_are_rendered_and_published(
+    pool: str, condor_host: str | None, expected: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """GLIDECLIENT_Group per pool, OSPool only for the production CMs, START_EXTRA
+    with the pool's ITB clause; START requires START_EXTRA."""
+    group, ospool, start_extra = expected
+    settings = Settings(site="S", resource_name="R", pool=pool, condor_host=condor_host)
+    tree, _ = rendered(make_plan(settings), tmp_path)
+    knobs = read_knobs(tree, "GLIDECLIENT_Group", "OSPool", "START_EXTRA", "START", "STARTD_ATTRS")
+    assert knobs["GLIDECLIENT_Group"] == f'"{group}"'
+    assert knobs["OSPool"] == ospool
+    assert knobs["START_EXTRA"] == start_extra
+    assert "(MY.START_EXTRA)" in knobs["START"]
+    assert {"GLIDECLIENT_Group", "OSPool", "START_EXTRA"} <= set(knobs["STARTD_ATTRS"].split())
+
+
+def test_the_job_images_os_is_rendered_and_published(tmp_path: Path) -> None:
+    job_os = JobOs(name="RHEL", version="9", kernel="6.8.0-31-generic")
+    tree, _ = rendered(make_plan(job_os=job_os), tmp_path)
+    names = [
+        f"{prefix}_OS_{key}"
+        for prefix in ("OSG", "OSGVO")
+        for key in ("NAME", "VERSION", "STRING", "KERNEL")
+    ]
+    knobs = read_knobs(tree, *names, "STARTD_ATTRS")
+    assert knobs["OSG_OS_NAME"] == knobs["OSGVO_OS_NAME"] == '"RHEL"'
+    assert knobs["OSG_OS_VERSION"] == '"9"'
+    assert knobs["OSG_OS_STRING"] == '"RHEL 9"'
+    assert knobs["OSG_OS_KERNEL"] == '"6.8.0-31-generic"'
+    assert set(names) <= set(knobs["STARTD_ATTRS"].split())
+
+
+def test_an_unknown_job_image_os_is_not_published(tmp_path: Path) -> None:
+    tree, _ = rendered(make_plan(job_os=None), tmp_path)
+    assert "OSG_OS_" not in read_knobs(tree, "STARTD_ATTRS")["STARTD_ATTRS"]
 
 
 @pytest.mark.parametrize(
@@ -232,7 +290,11 @@ def test_the_rendered_tree_matches_the_golden_files(tmp_path: Path) -> None:
     extra = (ExtraAttribute(name="KUBERNETES_NAMESPACE", expression='"osg"', line=1),)
     files = render.render_files(
         make_plan(
-            settings, extra_attributes=extra, containment=CONTAINED, apptainer=APPTAINER_PASSED
+            settings,
+            extra_attributes=extra,
+            containment=CONTAINED,
+            apptainer=APPTAINER_PASSED,
+            job_os=JobOs(name="RHEL", version="9", kernel="6.8.0-31-generic"),
         ),
         config_dir=PurePosixPath("/etc/ospool-ep"),
     )
