@@ -218,3 +218,27 @@ def test_apptainer_runs_a_directory_image_as_uid_1000(tmp_path: Path) -> None:
     assert "pid1=appinit" in output, output
     assert "exit=3" in output, output
     assert "pilot-file" not in output
+
+
+def test_the_built_in_job_image_is_an_apptainer_sandbox_uid_1000_cannot_change() -> None:
+    """Where the image has Apptainer: /usr/lib/ospool-ep/job-image (SPEC 7.6) exists, was
+    built by Apptainer (/.singularity.d), has an empty /usr (the pilot's is bound at
+    job time) and the mount points jobs need, and uid 1000 can write nowhere in it."""
+    if not has_apptainer():
+        pytest.skip("the Debian-stable build has no Apptainer, and so no job image")
+    image = "/usr/lib/ospool-ep/job-image"
+    script = (
+        f"cd {image} && test -d .singularity.d && echo built-by-apptainer;"
+        " echo usr=$(ls -A usr | wc -l);"
+        " for d in srv cvmfs tmp var/tmp proc sys dev home; do test -d $d || echo missing=$d; done;"
+        " test -f etc/ssl/certs/ca-certificates.crt && echo certs;"
+        " find . -xdev -writable ! -type l ! -path ./tmp ! -path ./var/tmp | sed 's/^/writable=/';"
+        " du -sk . | sed 's/\\t.*//; s/^/kb=/'"
+    )
+    code, output = run_in_image("sh", "-c", script)
+    assert code == 0, output
+    lines = output.split()
+    assert {"built-by-apptainer", "usr=0", "certs"} <= set(lines), output
+    assert not [line for line in lines if line.startswith(("missing=", "writable="))], output
+    kb = int(next(line for line in lines if line.startswith("kb="))[3:])
+    assert kb < 2048, f"the job image is {kb} KB: it should be a skeleton"
