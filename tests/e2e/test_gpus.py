@@ -69,6 +69,8 @@ def test_simulated_gpus_are_offered_assigned_and_seen_by_the_job(
         {
             "executable": "/bin/true",
             "requirements": f"{pilot.requirements()} && HAS_SINGULARITY == true",
+            # A GPU pilot's START takes GPU jobs only (inputs/policy).
+            "request_gpus": 1,
         }
     )
     try:
