@@ -40,6 +40,10 @@ def label(name: str) -> str:
     return result.stdout.strip().replace("<no value>", "")
 
 
+UNMASK = ("--security-opt", "unmask=/proc/*")
+"""The README's run option: Apptainer mounts the job's /proc (SPEC 7.6)."""
+
+
 def has_apptainer() -> bool:
     """The variant the image says it is: an apptainer suite means Apptainer inside."""
     return bool(label("org.ospool-ep.apptainer-suite"))
@@ -56,7 +60,7 @@ def check_in_image(
     *,
     attributes: str | None,
     tmp_path: Path,
-    options: tuple[str, ...] = (),
+    options: tuple[str, ...] = UNMASK,
 ) -> tuple[int, str]:
     now = int(time.time())
     base = {
@@ -170,24 +174,31 @@ def test_the_image_has_what_its_variant_says() -> None:
 
 
 def test_check_says_what_the_image_lacks_or_how_to_let_apptainer_run(tmp_path: Path) -> None:
-    """Debian stable: a WARN naming HTCondor 23.9 and the build that has 25, and no
-    apptainer found. With Apptainer but podman's default /proc mask: the run option
-    that fixes it. With ``--security-opt unmask=/proc/*``: Apptainer works."""
-    code, output = check_in_image({}, attributes=None, tmp_path=tmp_path)
-    assert code == 0, output
+    """Debian stable: a WARN naming HTCondor 23.9 and the build that has 25, no
+    apptainer found, so JOB_CONTAINMENT=required fails (69) naming JOB_CONTAINMENT=none.
+    With Apptainer but podman's default /proc mask: 69 and the run option that fixes
+    it. With ``--security-opt unmask=/proc/*`` (the README's line): jobs contained."""
+    code, output = check_in_image({}, attributes=None, tmp_path=tmp_path, options=())
+    # JOB_CONTAINMENT=required (the default) where Apptainer cannot work: exit 69 (SPEC 7.6).
+    assert code == 69, output
     if not has_apptainer():
         assert "WARN  HTCondor: 23.9." in output, output
         assert "DEBIAN_SUITE=forky" in output
         assert "PASS  Apptainer: none works (no apptainer in the image or in CVMFS)" in output
+        assert "FAIL  Job containment:" in output and "JOB_CONTAINMENT=none" in output, output
+        code, output = check_in_image(
+            {"JOB_CONTAINMENT": "none"}, attributes=None, tmp_path=tmp_path
+        )
+        assert code == 0, output
         return
     assert "PASS  HTCondor: 25." in output, output
     assert "can't mount proc filesystem" in output, output
+    assert "FAIL  Job containment:" in output, output
     assert "--security-opt unmask=/proc/*" in output
-    code, output = check_in_image(
-        {}, attributes=None, tmp_path=tmp_path, options=("--security-opt", "unmask=/proc/*")
-    )
+    code, output = check_in_image({}, attributes=None, tmp_path=tmp_path)
     assert code == 0, output
     assert "PASS  Apptainer: /usr/bin/apptainer ran a test container" in output, output
+    assert "PASS  Job containment: every job runs in Apptainer" in output, output
 
 
 def test_apptainer_runs_a_directory_image_as_uid_1000(tmp_path: Path) -> None:
@@ -218,3 +229,27 @@ def test_apptainer_runs_a_directory_image_as_uid_1000(tmp_path: Path) -> None:
     assert "pid1=appinit" in output, output
     assert "exit=3" in output, output
     assert "pilot-file" not in output
+
+
+def test_the_built_in_job_image_is_an_apptainer_sandbox_uid_1000_cannot_change() -> None:
+    """Where the image has Apptainer: /usr/lib/ospool-ep/job-image (SPEC 7.6) exists, was
+    built by Apptainer (/.singularity.d), has an empty /usr (the pilot's is bound at
+    job time) and the mount points jobs need, and uid 1000 can write nowhere in it."""
+    if not has_apptainer():
+        pytest.skip("the Debian-stable build has no Apptainer, and so no job image")
+    image = "/usr/lib/ospool-ep/job-image"
+    script = (
+        f"cd {image} && test -d .singularity.d && echo built-by-apptainer;"
+        " echo usr=$(ls -A usr | wc -l);"
+        " for d in srv cvmfs tmp var/tmp proc sys dev home; do test -d $d || echo missing=$d; done;"
+        " test -f etc/ssl/certs/ca-certificates.crt && echo certs;"
+        " find . -xdev -writable ! -type l ! -path ./tmp ! -path ./var/tmp | sed 's/^/writable=/';"
+        " du -sk . | sed 's/\\t.*//; s/^/kb=/'"
+    )
+    code, output = run_in_image("sh", "-c", script)
+    assert code == 0, output
+    lines = output.split()
+    assert {"built-by-apptainer", "usr=0", "certs"} <= set(lines), output
+    assert not [line for line in lines if line.startswith(("missing=", "writable="))], output
+    kb = int(next(line for line in lines if line.startswith("kb="))[3:])
+    assert kb < 2048, f"the job image is {kb} KB: it should be a skeleton"

@@ -101,9 +101,15 @@ def base_image(pilot_image: str = pool.IMAGE) -> str:
     return f"localhost/debian-{suite}-base:latest"
 
 
+def has_apptainer(pilot_image: str = pool.IMAGE) -> bool:
+    """The image's variant (its org.ospool-ep.apptainer-suite label): Apptainer inside,
+    so its pilots contain jobs; the Debian-stable build has none."""
+    return bool(_inspect(pilot_image, '{{index .Labels "org.ospool-ep.apptainer-suite"}}'))
+
+
 def unavailable_reason(pilot_image: str = pool.IMAGE) -> str | None:
     """Why job images cannot be built here (None when they can)."""
-    if not _inspect(pilot_image, '{{index .Labels "org.ospool-ep.apptainer-suite"}}'):
+    if not has_apptainer(pilot_image):
         return f"{pilot_image} has no Apptainer (the Debian-stable build)"
     base = base_image(pilot_image)
     if _podman("image", "exists", base, timeout=60).returncode != 0:
