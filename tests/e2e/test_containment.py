@@ -219,12 +219,6 @@ def test_the_upstream_default_distribution_chooses_one_of_its_images(
     assert output(pilot, cluster)["marker"] == names[chosen]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Apptainer needs --unsquash for a SIF where uid 1000 cannot use /dev/fuse (absent,"
-    " or 0600 root's); SINGULARITY_EXTRA_ARGUMENTS does not add it yet (measured: with"
-    " _CONDOR_SINGULARITY_EXTRA_ARGUMENTS='--contain --ipc --pid --unsquash' this job runs)",
-)
 def test_a_job_naming_a_sif_image_runs_in_it(pilots: Pilots, cvmfs_tree: Path) -> None:
     """A SIF (as users name with +SingularityImage): without a usable /dev/fuse for
     uid 1000, Apptainer must unpack it (--unsquash); the job runs in it."""

@@ -60,7 +60,7 @@ def test_simulated_gpus_are_offered_assigned_and_seen_by_the_job(
     if contained:
         assert "PASS  Apptainer: /usr/bin/apptainer ran a test container" in check, check
     else:
-        assert "PASS  Apptainer: none works" in check, check
+        assert "WARN  Apptainer: none works" in check, check
 
     gpu_job = pilot.submit(
         {"executable": "/bin/sh", "arguments": f"\"-c '{SHOW_GPU}'\"", "request_gpus": 1}

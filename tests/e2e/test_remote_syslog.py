@@ -19,9 +19,6 @@ from conftest import Pilots, container_marks
 
 pytestmark = container_marks()
 
-NO_APPTAINER = {"JOB_CONTAINMENT": "none"}
-"""The test pool's engine masks /proc (Apptainer cannot run): not what is tested here."""
-
 RFC5424 = re.compile(
     r"<[0-9]{1,3}>1 [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z [!-~]+ ospool-ep "
     r"[0-9]+ (?P<msgid>[!-~]+) - (?P<msg>.*)"
@@ -64,7 +61,7 @@ def test_a_pilot_sends_its_log_stream_to_the_syslog_host_it_is_given(
             out = receiver.get_wrapped_container().logs(stderr=False).decode()
             return [line[4:] for line in out.splitlines() if line.startswith("MSG ")]
 
-        pilot = pilots.start("ep-syslog", {"SYSLOG_HOST": address, **NO_APPTAINER})
+        pilot = pilots.start("ep-syslog", {"SYSLOG_HOST": address})
         assert f"the log stream also goes to {address} (plain TCP)" in pilot.logs()
         pool.wait_until(
             lambda: any(" StartLog " in m for m in received()), timeout=30, what="StartLog lines"
@@ -93,7 +90,7 @@ def test_a_pilot_sends_its_log_stream_to_the_syslog_host_it_is_given(
 def test_a_dead_syslog_host_neither_delays_nor_stops_the_pilot(pilots: Pilots) -> None:
     """A port that refuses: one warning, the slot joins, SIGTERM still exits 0 at once."""
     dead = f"{pilots.pool.cm_ip}:1"
-    pilot = pilots.start("ep-deadlog", {"SYSLOG_HOST": dead, **NO_APPTAINER})
+    pilot = pilots.start("ep-deadlog", {"SYSLOG_HOST": dead})
     print(f"\ndead syslog host: slot visible {pilot.slot_seconds:.2f} s after create")
     sent = pilot.signal("SIGTERM")
     code = pilot.wait_exit(20)

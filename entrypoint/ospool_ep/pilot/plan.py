@@ -302,7 +302,7 @@ def report_apptainer(tested: apptainer.ApptainerTest, findings: Findings) -> Non
     if tested.works:
         findings.passed("Apptainer", f"{tested.detail} ({tested.version}): HAS_SINGULARITY")
     else:
-        findings.passed(
+        findings.warn(
             "Apptainer",
             f"none works ({tested.detail}): HAS_SINGULARITY = False, container jobs will not match",
         )

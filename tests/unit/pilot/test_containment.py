@@ -220,7 +220,7 @@ def test_a_contained_pilot_renders_the_containment_knobs(tmp_path: Path) -> None
     assert knobs["SINGULARITY"] == "/usr/bin/apptainer"
     assert knobs["SINGULARITY_JOB"] == "True"
     assert knobs["SINGULARITY_TARGET_DIR"] == "/srv"
-    assert knobs["SINGULARITY_EXTRA_ARGUMENTS"] == '"--contain --ipc --pid"'
+    assert knobs["SINGULARITY_EXTRA_ARGUMENTS"] == '"--contain --ipc --pid --unsquash"'
     assert knobs["SINGULARITY_USE_PID_NAMESPACES"] == "Auto"
     assert knobs["HAS_SINGULARITY"] == "True"
     assert knobs["OSPOOL_EP_JOBS_CONTAINED"] == "True"
@@ -251,7 +251,7 @@ def test_without_pid_namespaces_the_extra_arguments_drop_pid(tmp_path: Path) -> 
         "SINGULARITY_USE_PID_NAMESPACES",
     )
     assert knobs == {
-        "SINGULARITY_EXTRA_ARGUMENTS": '"--contain --ipc"',
+        "SINGULARITY_EXTRA_ARGUMENTS": '"--contain --ipc --unsquash"',
         "SINGULARITY_USE_PID_NAMESPACES": "False",
     }
 
