@@ -11,9 +11,23 @@ CONFIG_SUBDIR = "config.d"
 DRAIN_FILE = f"{CONFIG_SUBDIR}/95-drain.conf"
 
 
+OVER_ITS_REQUEST = (
+    "(JobUniverse != 13 && MemoryUsage =!= undefined && MemoryUsage > Memory)"
+    " || (JobUniverse != 13 && DiskUsage =!= undefined && DiskUsage > Disk)"
+)
+"""HTCondor's MEMORY_EXCEEDED and DISK_EXCEEDED (param_info.in, POLICY:HOLD_IF_*_EXCEEDED),
+written out: a configuration value here cannot use macros (render refuses ``$``)."""
+
+
 def retirement_until(deadline: int | float) -> str:
-    """MAXJOBRETIREMENTTIME for "may run until ``deadline``": it counts from the job's start."""
-    return f"ifThenElse(MY.JobStart =?= undefined, 0, {int(deadline)} - MY.JobStart)"
+    """MAXJOBRETIREMENTTIME for "may run until ``deadline``": it counts from the job's start.
+
+    A job over its memory or disk request gets none (-1), as HTCondor's hold policies
+    set it: they wrap the MAXJOBRETIREMENTTIME defined before them, and this one is
+    defined after them (and again by the drain), so without this term the job would
+    retire, i.e. keep running, until the deadline instead of being held."""
+    retire = f"ifThenElse(MY.JobStart =?= undefined, 0, {int(deadline)} - MY.JobStart)"
+    return f"ifThenElse({OVER_ITS_REQUEST}, -1, {retire})"
 
 
 def drain_config(*, deadline: float) -> str:

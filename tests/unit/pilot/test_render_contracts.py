@@ -13,29 +13,51 @@ import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+import classad2
 import pytest
 from render_plans import make_plan
 
 from ospool_ep.findings import Findings, Kind
 from ospool_ep.inputs import values as ev
 from ospool_ep.inputs.settings import Settings
-from ospool_ep.pilot import render
+from ospool_ep.pilot import dropin, render
 
 DEADLINE = 1_700_000_000
 
 
 def test_retirement_counts_from_the_jobs_start_to_the_whole_second_deadline() -> None:
     assert render.retirement_until(DEADLINE + 0.9) == (
-        f"ifThenElse(MY.JobStart =?= undefined, 0, {DEADLINE} - MY.JobStart)"
+        f"ifThenElse({dropin.OVER_ITS_REQUEST}, -1,"
+        f" ifThenElse(MY.JobStart =?= undefined, 0, {DEADLINE} - MY.JobStart))"
     )
+
+
+@pytest.mark.parametrize(
+    ("job", "retirement"),
+    [
+        pytest.param({"MemoryUsage": 64, "DiskUsage": 10}, DEADLINE - 1000, id="within"),
+        pytest.param({}, DEADLINE - 1000, id="not-measured-yet"),
+        pytest.param({"MemoryUsage": 65, "DiskUsage": 10}, -1, id="over-its-memory"),
+        pytest.param({"MemoryUsage": 64, "DiskUsage": 11}, -1, id="over-its-disk"),
+    ],
+)
+def test_a_job_over_its_request_gets_no_retirement_so_the_hold_policy_holds_it(
+    job: dict[str, int], retirement: int
+) -> None:
+    """Evaluated in the slot ad, where the startd has the job's usage. (``MY.`` is dropped:
+    outside a match, classad2 gives ``MY.JobStart`` a value of its own, not the ad's.)"""
+    slot = classad2.ClassAd({"JobUniverse": 5, "Memory": 64, "Disk": 10, "JobStart": 1000, **job})
+    slot["MAXJOBRETIREMENTTIME"] = classad2.ExprTree(
+        render.retirement_until(DEADLINE).replace("MY.", "")
+    )
+    assert slot.eval("MAXJOBRETIREMENTTIME") == retirement
 
 
 def test_the_drain_drop_in_stops_matching_and_retires_by_the_deadline() -> None:
     assert render.drain_config(deadline=DEADLINE) == (
         "# Written by the supervisor when asked to stop (SPEC 7.2).\n"
         "START = False\n"
-        f"MAXJOBRETIREMENTTIME = ifThenElse(MY.JobStart =?= undefined, 0, {DEADLINE} - "
-        "MY.JobStart)\n"
+        f"MAXJOBRETIREMENTTIME = {dropin.retirement_until(DEADLINE)}\n"
     )
 
 

@@ -10,7 +10,7 @@ without CVMFS contains jobs in the image's built-in job image. Without the run
 option Apptainer needs (podman's ``--security-opt unmask=/proc/*``): ``required``
 exits 69 naming it, ``preferred`` runs bare and says so in the log and the ad.
 
-Run: ``OSPOOL_EP_IMAGE=<image> python -m pytest -m container tests/e2e/test_containment.py -v -s``
+Run: ``OSPOOL_EP_IMAGE=<image> python -m pytest -m container tests/e2e/test_job_containment.py -v -s``
 """
 
 from __future__ import annotations
@@ -256,3 +256,25 @@ def test_preferred_containment_without_the_proc_unmask_runs_jobs_bare_and_says_s
     cluster = submit_script(pilot, PROBE, "0")
     wait_status(pilots.pool, cluster, JobStatus.COMPLETED, timeout=120)
     assert not output(pilot, cluster)["cwd"].startswith("/srv")
+
+
+GREEDY = r"""#!/bin/sh
+# Touches 300 MB (a bytes object is written, unlike a calloc'd bytearray), then waits.
+exec python3 -c 'import time; hog = b"x" * (300 * 1024 * 1024); time.sleep(600)'
+"""
+
+
+def test_a_contained_job_over_its_memory_request_is_held(pilots: Pilots) -> None:
+    """HTCondor's Hold_If_Memory_Exceeded holds it: the job's retirement time is none
+    once it is over its request, so it is not left to retire (run on) until ToDie. The
+    starter reports usage every 5 s here (HTCondor's default is 300 s)."""
+    pilot = pilots.start("ep-greedy", {"_CONDOR_STARTER_UPDATE_INTERVAL": "5"})
+    cluster = submit_script(pilot, GREEDY, request_memory="64")
+    try:
+        wait_status(pilots.pool, cluster, JobStatus.HELD, timeout=150)
+        (job,) = pilots.pool.job_ads(cluster, ("ProcId", "HoldReasonSubCode", "HoldReason"))
+    finally:
+        remove_jobs(pilots.pool, cluster)
+    assert job["HoldReasonSubCode"] == 102, job
+    assert "memory usage exceeded request_memory" in job["HoldReason"], job
+    assert pilot.running()
