@@ -10,7 +10,7 @@ without CVMFS contains jobs in the image's built-in job image. Without the run
 option Apptainer needs (podman's ``--security-opt unmask=/proc/*``): ``required``
 exits 69 naming it, ``preferred`` runs bare and says so in the log and the ad.
 
-Run: ``OSPOOL_EP_IMAGE=<image> python -m pytest -m container tests/e2e/test_job_containment.py -v -s``
+Run: ``OSPOOL_EP_IMAGE=<image> pytest -m container tests/e2e/test_job_containment.py -v -s``
 """
 
 from __future__ import annotations
