@@ -210,13 +210,19 @@ def nothing_mounted_under(root: str, *, mountinfo: Path = MOUNTINFO) -> bool:
 
 
 def probe(
-    repos: Sequence[str], *, root: str, timeout: float, mountinfo: Path = MOUNTINFO
+    repos: Sequence[str],
+    *,
+    root: str,
+    timeout: float,
+    mountinfo: Path = MOUNTINFO,
+    batched: Sequence[str] = (),
 ) -> list[RepoHealth]:
-    """Each repo in a subprocess; without any subprocess when ``root`` is not there at all
-    and nothing is mounted under it (the common case of a pilot without CVMFS)."""
+    """Each repo in a subprocess (the ``batched`` ones together in one); without any
+    subprocess when ``root`` is not there at all and nothing is mounted under it (the
+    common case of a pilot without CVMFS). Results of ``repos``, then ``batched``."""
     if nothing_mounted_under(root, mountinfo=mountinfo) and not os.path.lexists(root):
-        return [check_repo(root, repo, mountinfo=mountinfo) for repo in repos]
-    return probe_many(repos, root=root, timeout=timeout)
+        return [check_repo(root, repo, mountinfo=mountinfo) for repo in (*repos, *batched)]
+    return probe_many(repos, root=root, timeout=timeout, batched=batched)
 
 
 def plan_cvmfs(
@@ -278,7 +284,7 @@ def plan_cvmfs(
     # bind is chosen only with a healthy config repo: no need to probe it twice.
     rest = [repo for repo in repos if config_repo is None or repo != CONFIG_REPO]
     everything = probe(
-        [*rest, *plan.published], root=str(root), timeout=timeout, mountinfo=mountinfo
+        rest, root=str(root), timeout=timeout, mountinfo=mountinfo, batched=plan.published
     )
     health = [*([config_repo] if config_repo else []), *everything[: len(rest)]]
     published = tuple(everything[len(rest) :])

@@ -196,7 +196,7 @@ def _interpreter() -> str:
     return sys.executable or os.path.realpath("/proc/self/exe")
 
 
-def probe_command(root: str, repo: str) -> list[str]:
+def probe_command(root: str, *repos: str) -> list[str]:
     return [
         _interpreter(),
         *_PYTHON_FLAGS,
@@ -205,58 +205,73 @@ def probe_command(root: str, repo: str) -> list[str]:
         "repo",
         "--root",
         root,
-        repo,
+        *repos,
     ]
 
 
 def probe_many(
-    repos: Sequence[str], *, root: str, timeout: float = PROBE_TIMEOUT_SECONDS
+    repos: Sequence[str],
+    *,
+    root: str,
+    timeout: float = PROBE_TIMEOUT_SECONDS,
+    batched: Sequence[str] = (),
 ) -> list[RepoHealth]:
-    """Probe every repo at once, each in its own process; one result per repo, in order."""
-    running: list[tuple[str, subprocess.Popen[str] | None, str]] = []
-    for repo in repos:
+    """Probe every repo at once, each in its own process, except the ``batched`` ones,
+    which share one process and are probed one after the other (OSG's long list of
+    repos only published: 30 interpreters every cron period would cost more than the
+    probe is worth; should one of them hang, the rest of the batch count as not
+    answering). One result per repo of ``repos`` and then ``batched``, in order."""
+    groups: list[tuple[str, ...]] = [(repo,) for repo in repos]
+    if batched:
+        groups.append(tuple(batched))
+    running: list[tuple[tuple[str, ...], subprocess.Popen[str] | None, str]] = []
+    for group in groups:
         try:
             process = subprocess.Popen(
-                probe_command(root, repo),
+                probe_command(root, *group),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            running.append((repo, process, ""))
+            running.append((group, process, ""))
         except OSError as error:
-            running.append((repo, None, f"cannot start the probe: {error}"))
+            running.append((group, None, f"cannot start the probe: {error}"))
     deadline = time.monotonic() + timeout
-    results = []
-    for repo, started, failure in running:
+    results: list[RepoHealth] = []
+    for group, started, failure in running:
         if started is None:
-            results.append(RepoHealth(repo=repo, healthy=False, problem=failure))
+            results += [RepoHealth(repo=repo, healthy=False, problem=failure) for repo in group]
             continue
-        results.append(_collect(repo, started, deadline=deadline, timeout=timeout))
+        results += _collect(group, started, deadline=deadline, timeout=timeout)
     return results
 
 
 def _collect(
-    repo: str, process: subprocess.Popen[str], *, deadline: float, timeout: float
-) -> RepoHealth:
+    repos: tuple[str, ...], process: subprocess.Popen[str], *, deadline: float, timeout: float
+) -> list[RepoHealth]:
+    """One result per repo of the process: its JSON line, else why there is none."""
     try:
         out, err = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        lost = f"probe failed ({process.returncode}): "
     except subprocess.TimeoutExpired:
         process.kill()
+        out, err = "", ""
         # A process stuck in a dead FUSE mount may take a moment to die; do not
         # wait for it longer than that (PID 1 reaps it later).
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.communicate(timeout=1)
-        return RepoHealth(
-            repo=repo, healthy=False, problem=f"no answer within {timeout:g} s (hung mount?)"
-        )
-    try:
-        return RepoHealth.from_dict(json.loads(out.strip().splitlines()[-1]))
-    except (ValueError, IndexError, KeyError):
-        detail = " ".join((err or out).split())[-200:]
-        return RepoHealth(
-            repo=repo, healthy=False, problem=f"probe failed ({process.returncode}): {detail}"
-        )
+            out, err = process.communicate(timeout=1)
+        lost = f"no answer within {timeout:g} s (hung mount?)"
+    found: dict[str, RepoHealth] = {}
+    for line in (out or "").splitlines():
+        try:
+            health = RepoHealth.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        found[health.repo] = health
+    if lost.startswith("probe failed"):
+        lost += " ".join((err or out or "").split())[-200:]
+    return [found.get(repo) or RepoHealth(repo=repo, healthy=False, problem=lost) for repo in repos]
 
 
 # -- the startd cron job -------------------------------------------------------------------
@@ -314,9 +329,9 @@ def cron_ad(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m ospool_ep.cvmfs.probe")
     commands = parser.add_subparsers(dest="command", required=True)
-    one = commands.add_parser("repo", help="probe one repository (runs in its own process)")
+    one = commands.add_parser("repo", help="probe repositories, one JSON line each, in turn")
     one.add_argument("--root", default="/cvmfs")
-    one.add_argument("repo")
+    one.add_argument("repos", nargs="+")
     cron = commands.add_parser("cron", help="the startd cron job: STARTD_CRON output")
     cron.add_argument("--root", default="/cvmfs")
     cron.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS)
@@ -332,10 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "repo":
-        print(json.dumps(asdict(check_repo(args.root, args.repo))))
+        for repo in args.repos:
+            print(json.dumps(asdict(check_repo(args.root, repo))), flush=True)
     elif args.command == "cron":
-        repos = list(dict.fromkeys([*args.require, *args.probe, *args.publish]))
-        results = probe_many(repos, root=args.root, timeout=args.timeout)
+        repos = list(dict.fromkeys([*args.require, *args.probe]))
+        published = [repo for repo in dict.fromkeys(args.publish) if repo not in repos]
+        results = probe_many(repos, root=args.root, timeout=args.timeout, batched=published)
         print("\n".join(cron_ad(results, required=args.require, published=args.publish)))
     else:
         from ospool_ep.detect import apptainer  # noqa: PLC0415 - only this command needs it

@@ -3,6 +3,7 @@ what the templates make of it, read back by HTCondor's own parser (SPEC 9)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -265,10 +266,10 @@ def test_a_probe_that_hangs_is_given_up_after_the_timeout(
     the repo counts as broken, while the other repos are still answered."""
     real = cvmfs_probe.probe_command
 
-    def hanging(root: str, repo: str) -> list[str]:
-        if repo == OASIS:
+    def hanging(root: str, *repos: str) -> list[str]:
+        if repos == (OASIS,):
             return [sys.executable, "-c", "import time; time.sleep(60)"]
-        return real(root, repo)
+        return real(root, *repos)
 
     monkeypatch.setattr(cvmfs_probe, "probe_command", hanging)
     root = tree(tmp_path, CONFIG, OASIS)
@@ -447,3 +448,51 @@ def test_the_problems_summary_is_rendered_at_start_as_the_cron_job_publishes_it(
     summary = problems_summary(results)
     assert summary == "b.example.org: /cvmfs/b is empty x"
     assert f'OSPOOL_EP_CVMFS_PROBLEMS = "{summary}"' in cron_ad(results, required=())
+
+
+def test_published_repos_share_one_probe_and_each_gets_its_result(tmp_path: Path) -> None:
+    """OSG's long list (published only) is probed in one process, in turn: a healthy
+    repo, an empty one and a missing one each get their own result, after the others'."""
+    root = tree(tmp_path, CONFIG, OASIS, empty=("empty.example.org",))
+
+    results = probe_many(
+        [CONFIG],
+        root=str(root),
+        timeout=20,
+        batched=[OASIS, "empty.example.org", "missing.example.org"],
+    )
+
+    assert [(r.repo, r.healthy) for r in results] == [
+        (CONFIG, True),
+        (OASIS, True),
+        ("empty.example.org", False),
+        ("missing.example.org", False),
+    ]
+    assert "does not exist" in results[3].problem
+
+
+def test_a_batch_that_hangs_keeps_what_it_answered_and_marks_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung mount in the batch: the repos probed before it keep their results, it and
+    the ones after it count as not answering; the separately probed repos are unaffected."""
+    real = cvmfs_probe.probe_command
+    answered = json.dumps({"repo": OASIS, "healthy": True})
+
+    def hanging(root: str, *repos: str) -> list[str]:
+        if len(repos) > 1:
+            code = f"import time; print({answered!r}, flush=True); time.sleep(60)"
+            return [sys.executable, "-c", code]
+        return real(root, *repos)
+
+    monkeypatch.setattr(cvmfs_probe, "probe_command", hanging)
+    root = tree(tmp_path, CONFIG, OASIS)
+
+    results = probe_many([CONFIG], root=str(root), timeout=2, batched=[OASIS, "hung.example.org"])
+
+    assert [(r.repo, r.healthy) for r in results] == [
+        (CONFIG, True),
+        (OASIS, True),
+        ("hung.example.org", False),
+    ]
+    assert "no answer within 2 s" in results[2].problem
