@@ -232,6 +232,8 @@ class PilotHooks:
     periodic: tuple[Periodic, ...] = ()
     """The supervisor's periodic work, run from :meth:`tick` on the injected clock."""
     state_problem: str | None = None
+    published_state: State | None = None
+    """The state last published: a change is published at once."""
     supervisor: Supervisor | None = None
     observer: readiness.Observer | None = None
     queries: readiness.ProcessQueries | None = None
@@ -291,6 +293,11 @@ class PilotHooks:
         """Run each periodic task that is due; True when one asks for a reconfig."""
         now = self.clock()
         reconfigure = False
+        if state is not self.published_state:
+            # At once, not at the next period: `ospool-ep drain` waits for it, and an
+            # idle pilot may be gone in a second (health sees the change at once too).
+            self.published_state = state
+            self.report_state(state, master_pid)
         for task in self.periodic:
             if now >= task.due:
                 task.due = now + task.period

@@ -23,6 +23,7 @@ from venv_tools import venv_tool
 from ospool_ep.inputs.tokens import install_tokens
 from ospool_ep.pilot import prepare, procfs, readiness, render, run
 from ospool_ep.pilot import workdir as pilotdir
+from ospool_ep.pilot.dropin import OVER_ITS_REQUEST
 from ospool_ep.pilot.lifecycle import State
 from ospool_ep.pilot.logs import Emitter
 from ospool_ep.pilot.plan import Host, build_plan
@@ -137,7 +138,8 @@ def test_the_drain_drop_in_stops_new_jobs_and_bounds_retirement(
     hooks.prepare_drain(deadline=NOW + 20)
     assert knob(hooks.config_dir, "START") == "False"
     assert knob(hooks.config_dir, "MAXJOBRETIREMENTTIME") == (
-        f"ifThenElse(MY.JobStart =?= undefined, 0, {NOW + 20} - MY.JobStart)"
+        f"ifThenElse({OVER_ITS_REQUEST}, -1,"
+        f" ifThenElse(MY.JobStart =?= undefined, 0, {NOW + 20} - MY.JobStart))"
     )
     # Set from the start (the startd fixes a job's vacate time when it starts):
     # HTCondor's default, 600 s, would make the startd evict at once.
