@@ -10,6 +10,7 @@ are is computed from ``rpm/ospool-ep``'s imports (``scripts/import_closure.py``,
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +30,19 @@ from host_closure import (
 )
 from paths import REPO
 from units import python39
+from upstream_rpm import CORPUS as UPSTREAM_CORPUS
+from upstream_rpm import (
+    UPSTREAM_LAUNCHER,
+    UPSTREAM_RELEASE,
+    UPSTREAM_UNIT,
+    UPSTREAM_VERSION,
+    as_shipped,
+    build_standin,
+    fill,
+    in_root,
+    install_args,
+    vercmp,
+)
 from venv_tools import venv_tool
 
 from ospool_ep import __version__
@@ -91,8 +105,8 @@ def extracted(built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory)
 def test_make_rpm_builds_the_noarch_package(built: tuple[Path, str]) -> None:
     package, _ = built
     assert package.is_file()
-    assert rpm_query(package, "--qf", "%{NAME} %{VERSION} %{RELEASE} %{ARCH}") == (
-        f"ospool-ep {__version__} 1 noarch"
+    assert rpm_query(package, "--qf", "%{NAME} %{EPOCH} %{VERSION} %{RELEASE} %{ARCH}") == (
+        f"ospool-ep 1 {__version__} 1 noarch"
     )
 
 
@@ -254,7 +268,7 @@ def test_the_packaged_launcher_prints_the_command(extracted: Path, tmp_path: Pat
         assert run.returncode == 69
         return
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("podman run --rm --name ospool-ep ")
+    assert run.stdout.startswith("podman run --rm --name ospool-ep-container ")
     version = subprocess.run(
         [interpreter, str(extracted / "usr/bin/ospool-ep"), "version"],
         capture_output=True,
@@ -282,6 +296,142 @@ def test_the_packaged_launcher_prints_the_command(extracted: Path, tmp_path: Pat
             timeout=60,
             check=True,
         ).stdout
+    )
+
+
+# ---------------------------------------------------------------------------
+# The upgrade from OSG's ospool-ep RPM (SPEC 11)
+
+UPSTREAM_EVR = f"{UPSTREAM_VERSION}-{UPSTREAM_RELEASE}"
+
+
+def our_evr(package: Path) -> str:
+    return rpm_query(package, "--qf", "%{EPOCH}:%{VERSION}-%{RELEASE}")
+
+
+def test_our_version_sorts_above_every_version_of_osgs_package(built: tuple[Path, str]) -> None:
+    """Same Name, so dnf upgrades by EVR alone: Epoch 1 puts ours above OSG's
+    1.0-5 (without it, 0.1.0 would sort below 1.0 and dnf would keep OSG's) and
+    above any release OSG makes later, which must not replace ours."""
+    ours = our_evr(built[0])
+    assert ours.startswith("1:")
+    assert vercmp(ours, UPSTREAM_EVR) == 1
+    assert vercmp(ours, "99.0-1.osg25.el10") == 1
+    assert vercmp(ours.removeprefix("1:"), UPSTREAM_EVR) == -1  # why the Epoch is there
+    obsoletes = rpm_query(built[0], "--obsoletes").split()
+    assert not obsoletes  # same Name: nothing to obsolete
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OSG's package as a stand-in: its Name, EVR, files and shipped cfg."""
+    if _can_build():
+        pytest.skip(_can_build() or "")
+    return build_standin(tmp_path_factory.mktemp("upstream"))
+
+
+def _host_with_upstream(root: Path, standin: Path) -> None:
+    assert in_root(root, "--initdb").returncode == 0
+    done = in_root(root, "-i", *install_args(), str(standin))
+    assert done.returncode == 0, done.stderr
+    assert in_root(root, "-q", "ospool-ep").stdout.strip() == f"ospool-ep-{UPSTREAM_EVR}.noarch"
+
+
+def test_rpm_upgrades_osgs_package_and_keeps_the_sites_edited_cfg(
+    built: tuple[Path, str], standin: Path, tmp_path: Path
+) -> None:
+    """``rpm -U`` (what ``dnf upgrade`` runs) over OSG's package, no --force or
+    --oldpackage: ours replaces it, the site's edited /etc/osg/ospool-ep.cfg stays
+    byte for byte (ours is left beside it as .rpmnew), OSG's launcher script goes,
+    and the kept file launches with the upgraded /usr/bin/ospool-ep."""
+    root = tmp_path / "root"
+    _host_with_upstream(root, standin)
+    token, scratch = tmp_path / "token", tmp_path / "scratch"
+    _token_and_scratch(token, scratch)
+    cfg = root / "etc/osg/ospool-ep.cfg"
+    edited = fill((UPSTREAM_CORPUS / "gpu.cfg").read_text(), token=token, scratch=scratch)
+    cfg.write_text(edited)
+    done = in_root(root, "-U", *install_args(), str(built[0]))
+    assert done.returncode == 0, done.stderr
+    assert "saved as" not in done.stderr  # noreplace: nothing of the site's is moved
+    installed = in_root(root, "-qa", "ospool-ep").stdout.split()
+    assert installed == [f"ospool-ep-{our_evr(built[0]).removeprefix('1:')}.noarch"]
+    assert cfg.read_text() == edited
+    assert (root / "etc/osg/ospool-ep.cfg.rpmnew").read_text() == (
+        REPO / "rpm/ospool-ep.cfg"
+    ).read_text()
+    assert not (root / UPSTREAM_LAUNCHER.lstrip("/")).exists()
+    assert (root / UPSTREAM_UNIT.lstrip("/")).read_text() == (
+        REPO / "systemd/ospool-ep.service"
+    ).read_text()
+    launched = _print(root, cfg)
+    assert launched.returncode == 0, launched.stderr
+    argv = launched.stdout.split()
+    assert argv[:5] == ["docker", "run", "--rm", "--name", "ospool-ep-container"]
+    assert "--gpus" in argv
+    assert "ACCEPT_JOBS_FOR_HOURS=24" in argv
+
+
+def test_an_unedited_cfg_from_osgs_package_becomes_ours(
+    built: tuple[Path, str], standin: Path, tmp_path: Path
+) -> None:
+    """%config(noreplace) replaces a file the site never edited: no .rpmnew."""
+    root = tmp_path / "root"
+    _host_with_upstream(root, standin)
+    cfg = root / "etc/osg/ospool-ep.cfg"
+    assert cfg.read_text() == as_shipped()
+    done = in_root(root, "-U", *install_args(), str(built[0]))
+    assert done.returncode == 0, done.stderr
+    assert cfg.read_text() == (REPO / "rpm/ospool-ep.cfg").read_text()
+    assert not (root / "etc/osg/ospool-ep.cfg.rpmnew").exists()
+
+
+def test_osgs_package_does_not_replace_ours(
+    built: tuple[Path, str], standin: Path, tmp_path: Path
+) -> None:
+    """With both repositories enabled, OSG's package is older: rpm refuses it."""
+    root = tmp_path / "root"
+    assert in_root(root, "--initdb").returncode == 0
+    assert in_root(root, "-i", *install_args(), str(built[0])).returncode == 0
+    done = in_root(root, "-U", "--test", *install_args(), str(standin))
+    assert done.returncode != 0
+    assert "which is newer than" in done.stderr
+
+
+def _token_and_scratch(token: Path, scratch: Path) -> None:
+    token.write_text("a.b.c\n")
+    scratch.mkdir()
+    if os.geteuid() == 0:
+        os.chown(token, 1000, 1000)
+        os.chown(scratch, 1000, 1000)
+        token.chmod(0o600)
+    else:
+        token.chmod(0o644)
+        scratch.chmod(0o777)
+
+
+def _print(root: Path, cfg: Path) -> subprocess.CompletedProcess[str]:
+    """The installed launcher's ``launch --print`` with a docker that is never run."""
+    fake = root.parent / "fakebin"
+    fake.mkdir(exist_ok=True)
+    (fake / "docker").write_text("#!/bin/sh\nexit 99\n")
+    (fake / "docker").chmod(0o755)
+    return subprocess.run(
+        [
+            python39() or sys.executable,
+            str(root / "usr/bin/ospool-ep"),
+            "launch",
+            "--config",
+            str(cfg),
+            "--engine",
+            "docker",
+            "--print",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": f"{fake}:/usr/bin:/bin"},
     )
 
 

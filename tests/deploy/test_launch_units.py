@@ -178,7 +178,7 @@ def test_the_units_start_with_the_launcher_and_stop_by_draining() -> None:
 
 
 def test_timeout_stop_sec_is_above_the_default_grace_with_the_engines_margins() -> None:
-    """TimeoutStopSec > SHUTDOWN_GRACE_SECONDS (25) + stop margin + engine slack,
+    """TimeoutStopSec > SHUTDOWN_GRACE_SECONDS (120, upstream's) + stop margin + engine slack,
     and the launcher's constant (it warns when a bigger grace needs more) agrees."""
     for path in (SERVICE, TEMPLATE):
         unit = Unit.load(path)
@@ -291,7 +291,7 @@ def test_exec_start_runs_the_engine_and_its_exit_status_is_the_units(
     result = run_line(start, _where(fake_host), env=env, timeout=60)
     assert result.returncode == CONFIG_ERROR, result.stderr
     (call,) = fake_host.calls()
-    assert call.startswith("run --rm --name ospool-ep --user 1000:1000 ")
+    assert call.startswith("run --rm --name ospool-ep-container --user 1000:1000 ")
     assert call.endswith(" localhost/ospool-ep:dev")
     assert not Unit.load(SERVICE).restarts_after(result.returncode)
 
@@ -318,14 +318,14 @@ def test_exec_stop_drains_the_container_and_start_pre_clears_a_leftover(
     where = _where(fake_host)
     nothing = run_line(pre, where, env=fake_host.env, timeout=60)
     assert nothing.returncode == 0, nothing.stderr
-    assert fake_host.calls() == ["container inspect --format {{.Id}} ospool-ep"]
-    (fake_host.state / "ospool-ep").touch()  # a running container
+    assert fake_host.calls() == ["container inspect --format {{.Id}} ospool-ep-container"]
+    (fake_host.state / "ospool-ep-container").touch()  # a running container
     started = time.monotonic()
     result = run_line(stop, where, env=fake_host.env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < unit.seconds("TimeoutStopSec")
-    assert "stop -t 45 ospool-ep" in fake_host.calls()
-    assert not (fake_host.state / "ospool-ep").exists()
+    assert "stop -t 45 ospool-ep-container" in fake_host.calls()
+    assert not (fake_host.state / "ospool-ep-container").exists()
 
 
 def test_exec_stop_still_stops_when_the_file_was_broken_after_the_start(
@@ -339,7 +339,7 @@ def test_exec_stop_still_stops_when_the_file_was_broken_after_the_start(
     (stop,) = Unit.load(SERVICE).exec_lines("ExecStop")
     result = run_line(stop, _where(fake_host), env=fake_host.env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "stop -t 30 site-pilot" in fake_host.calls()
+    assert "stop -t 125 site-pilot" in fake_host.calls()
     assert "NUM_CPUS" in result.stderr  # still reported
 
 
@@ -378,9 +378,9 @@ def test_the_lines_run_the_same_with_the_packaged_launcher_under_python_3_9(
     (stop,) = unit.exec_lines("ExecStop")
     where = _where(fake_host, launcher)
     assert run_line(start, where, env=fake_host.env, timeout=60).returncode == 0
-    (fake_host.state / "ospool-ep").touch()
+    (fake_host.state / "ospool-ep-container").touch()
     assert run_line(stop, where, env=fake_host.env, timeout=60).returncode == 0
     calls = fake_host.calls()
-    assert calls[0].startswith("run --rm --name ospool-ep ")
-    assert "stop -t 30 ospool-ep" in calls
+    assert calls[0].startswith("run --rm --name ospool-ep-container ")
+    assert "stop -t 125 ospool-ep-container" in calls
     assert not list(root.rglob("__pycache__")), "the launcher wrote bytecode into /usr/share"

@@ -54,6 +54,10 @@ pytestmark = [
 CONFIG_ERROR = 78
 TIMINGS: dict[str, float] = {}
 
+CONTAINER = "ospool-ep-container"
+"""The container the main /etc/osg/ospool-ep.cfg starts: upstream's name, so an upgraded
+unit stops the container the old one started."""
+
 
 @pytest.fixture(scope="module")
 def test_pool() -> Iterator[pool.Pool]:
@@ -235,23 +239,23 @@ def test_the_service_starts_a_pilot_that_joins_runs_a_job_and_drains_on_stop(
         check=True,
     )
     print(f"\n{printed.stdout}")
-    with removed_afterwards("ospool-ep"):
+    with removed_afterwards(CONTAINER):
         started = time.monotonic()
         service.start()
         ads = wait_for_slot(test_pool, site.resource, service)
         TIMINGS["start_to_slot"] = round(time.monotonic() - started, 2)
         assert ads[0]["GLIDEIN_Site"] == "LaunchTestSite"
         assert ads[0]["Cpus"] == 1
-        _check_what_podman_applied("ospool-ep", site)
+        _check_what_podman_applied(CONTAINER, site)
         run_job(test_pool, site.resource, "launched by systemd's lines")
         code, seconds = service.stop()
         TIMINGS["exec_stop"] = seconds
         assert code == 0, service.output()[-3000:]
         assert seconds < unit.seconds("TimeoutStopSec")
         assert service.main_exit(timeout=30) == 0, service.output()[-3000:]
-        assert podman("container", "exists", "ospool-ep").returncode == 1
+        assert podman("container", "exists", CONTAINER).returncode == 1
         assert not list(site.scratch.glob("ospool-ep-*")), "the pilot left its directory"
-        assert "ospool-ep launch: starting ospool-ep with podman" in service.output()
+        assert f"ospool-ep launch: starting {CONTAINER} with podman" in service.output()
 
 
 def _check_what_podman_applied(name: str, site: Site) -> None:
@@ -324,14 +328,14 @@ def test_a_configuration_error_inside_the_container_ends_the_unit_with_78(
     site.config()
     unit = Unit.load(SERVICE)
     service = Service(unit, Relocation(launcher, site.etc), tmp_path / "bad.log")
-    with removed_afterwards("ospool-ep"):
+    with removed_afterwards(CONTAINER):
         service.start()
         code = service.main_exit(timeout=120)
         assert code == CONFIG_ERROR, service.output()[-3000:]
         assert "malformed token" in service.output()
         assert "this-is-not-a-jwt" not in service.output()
         assert not unit.restarts_after(code)
-        assert podman("container", "exists", "ospool-ep").returncode == 1  # --rm
+        assert podman("container", "exists", CONTAINER).returncode == 1  # --rm
 
 
 # ---------------------------------------------------------------------------
@@ -465,7 +469,7 @@ def test_rootless_podman_as_an_unprivileged_user(test_pool: pool.Pool) -> None:
             assert main.wait(timeout=60) == 0, service.output()[-3000:]
         finally:
             if main.poll() is None:
-                _as_user(user, ["podman", "rm", "--force", "--time", "0", "ospool-ep"], timeout=60)
+                _as_user(user, ["podman", "rm", "--force", "--time", "0", CONTAINER], timeout=60)
                 main.kill()
             log.close()
     finally:

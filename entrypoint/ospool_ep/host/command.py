@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from ospool_ep.host.config import LaunchConfig
 from ospool_ep.host.keys import (
+    DEFAULT_GRACE_SECONDS,
     DEFAULT_IMAGE,
     DEFAULT_NOFILE_LIMIT,
     DEFAULT_PIDS_LIMIT,
@@ -61,7 +62,6 @@ OPENCL_VENDORS = "/etc/OpenCL/vendors"
 CONFIG_LABEL = "org.ospool-ep.config"
 """Label naming the config file a container came from (``docker ps --filter label=...``)."""
 
-DEFAULT_GRACE_SECONDS: int = default("SHUTDOWN_GRACE_SECONDS")
 DEFAULT_OVERHEAD_MB: int = default("MEMORY_OVERHEAD_MB")
 STOP_MARGIN_SECONDS = 5
 """The engine's stop timeout is the grace plus this: the pilot is gone before the
@@ -172,6 +172,10 @@ def run_command(config: LaunchConfig, *, engine: str, name: str, facts: HostFact
     argv += _mounts(config)
     env: dict[str, str] = {}
     argv += _gpu(config, engine=engine, facts=facts)
+    if config.get("SHUTDOWN_GRACE_SECONDS") is None:
+        # The pilot must know the grace the engine gives it (SPEC 7.2): the
+        # host's default, not the image's.
+        argv += ["-e", f"SHUTDOWN_GRACE_SECONDS={DEFAULT_GRACE_SECONDS}"]
     for variable, value, secret in config.pilot_variables():
         if secret:
             argv += ["-e", variable]

@@ -22,9 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ospool_ep.findings import Finding, Status
-from ospool_ep.host.keys import KEYS_BY_NAME, Role
+from ospool_ep.host.keys import (
+    DEFAULT_CONTAINER_NAME,
+    DEFAULT_GRACE_SECONDS,
+    KEYS_BY_NAME,
+    Role,
+)
 from ospool_ep.inputs import values
-from ospool_ep.inputs.variables import VARIABLES, WALLTIME_FIX, default, walltime_conflict
+from ospool_ep.inputs.variables import VARIABLES, WALLTIME_FIX, walltime_conflict
 
 DEFAULT_CONFIG = PurePosixPath("/etc/osg/ospool-ep.cfg")
 
@@ -371,7 +376,7 @@ def _check_combinations(entries: Mapping[str, Entry], reader: _Reader) -> None:
                     f"{name} has no effect with BIND_MOUNT_CVMFS=true (the host's CVMFS is used)",
                     "remove it",
                 )
-    grace = _int_or(value("SHUTDOWN_GRACE_SECONDS"), default("SHUTDOWN_GRACE_SECONDS"))
+    grace = _int_or(value("SHUTDOWN_GRACE_SECONDS"), DEFAULT_GRACE_SECONDS)
     walltime = value("PILOT_WALLTIME")
     if walltime and grace is not None:
         try:
@@ -393,8 +398,8 @@ def _int_or(text: str, default: int) -> int | None:
 
 
 def default_container_name(config_path: str) -> str:
-    """``ospool-ep`` for ``ospool-ep.cfg``, ``ospool-ep-<name>`` for ``<name>.cfg``:
-    the template unit's instances get distinct names without saying so."""
+    """Upstream's ``ospool-ep-container`` for ``ospool-ep.cfg``, ``ospool-ep-<name>``
+    for ``<name>.cfg``: the template unit's instances get distinct names without saying so."""
     stem = PurePosixPath(config_path).name
     stem = stem[: -len(".cfg")] if stem.endswith(".cfg") else stem
-    return "ospool-ep" if stem == "ospool-ep" else f"ospool-ep-{stem}"
+    return DEFAULT_CONTAINER_NAME if stem == "ospool-ep" else f"ospool-ep-{stem}"

@@ -25,6 +25,17 @@ DEFAULT_IMAGE = "hub.opensciencegrid.org/osg-htc/ospool-ep:25-release"
 the same variables and mounts, so a site keeps working until it sets IMAGE to
 this project's published image (the project's registry path goes here)."""
 
+DEFAULT_GRACE_SECONDS = 120
+"""SHUTDOWN_GRACE_SECONDS when the host's file leaves it unset: OSG's RPM stops
+its container with ``docker container stop -t 120``, so a site's running jobs
+keep upstream's 120 s on ``systemctl stop`` (SPEC 11). The pilot's own default
+(25 s, what orchestrators give) stays for ``docker run`` and Kubernetes."""
+
+DEFAULT_CONTAINER_NAME = "ospool-ep-container"
+"""Upstream's container name for ``/etc/osg/ospool-ep.cfg``: a site's ``docker exec
+ospool-ep-container ...`` keeps working, and after an upgrade from OSG's RPM the
+new unit's ExecStop drains the container the old unit started."""
+
 DEFAULT_PIDS_LIMIT = 16384
 """Upstream's RPM value (SOFTWARE-6142): a fork bomb in a job cannot exhaust the host's pids."""
 

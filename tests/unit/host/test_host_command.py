@@ -64,7 +64,7 @@ LOGGING = {
 
 
 def build(
-    text: str, engine: str, *, facts: lc.HostFacts | None = None, name: str = "ospool-ep"
+    text: str, engine: str, *, facts: lc.HostFacts | None = None, name: str = "ospool-ep-container"
 ) -> lc.Command:
     config = lcfg.parse_config((BASE + text).encode(), source="/etc/osg/ospool-ep.cfg")
     assert not config.failed, config.problems
@@ -101,13 +101,13 @@ def test_the_default_command_in_full(engine: str) -> None:
         "run",
         "--rm",
         "--name",
-        "ospool-ep",
+        "ospool-ep-container",
         "--user",
         "1000:1000",
         "--pull",
         "always",
         "--stop-timeout",
-        "30",
+        "125",  # upstream's RPM: docker container stop -t 120; the grace + 5 s
         "--label",
         "org.ospool-ep.config=/etc/osg/ospool-ep.cfg",
         "--pids-limit",
@@ -119,13 +119,15 @@ def test_the_default_command_in_full(engine: str) -> None:
         "-v",
         "/etc/osg/ospool-ep.tkn:/etc/condor/tokens-orig.d/flock.opensciencegrid.org:ro",
         "-e",
+        "SHUTDOWN_GRACE_SECONDS=120",
+        "-e",
         "GLIDEIN_Site=TestSite",
         "-e",
         "GLIDEIN_ResourceName=Test Resource",
         "example.org/ospool-ep:1",
     )
     assert command.env == {}
-    assert command.stop_timeout == 30
+    assert command.stop_timeout == 125
     assert "--privileged" not in command.argv
 
 
@@ -236,7 +238,7 @@ def test_each_setting_adds_its_options(
         if value == "*":
             got = [v for o, v in pairs if o == option]
             if option == "-e":
-                got = [v for v in got if not v.startswith("GLIDEIN_")]
+                got = [v for v in got if not v.startswith(("GLIDEIN_", "SHUTDOWN_GRACE_"))]
             assert not got, f"{option} {got} in {shlex.join(argv)}"
         else:
             assert (option, value) not in pairs
@@ -302,7 +304,8 @@ def test_only_the_pilots_variables_reach_the_container() -> None:
         "podman",
     ).argv
     names = {value.split("=", 1)[0] for value in values(argv, "-e")}
-    assert names == {"GLIDEIN_Site", "GLIDEIN_ResourceName", "NUM_CPUS"}
+    # SHUTDOWN_GRACE_SECONDS: the host's default grace, which the pilot must know.
+    assert names == {"GLIDEIN_Site", "GLIDEIN_ResourceName", "NUM_CPUS", "SHUTDOWN_GRACE_SECONDS"}
     assert "--env-file" not in argv
 
 
@@ -477,7 +480,7 @@ def test_print_shows_the_command_shell_quoted(host: Path) -> None:
     code, out, err = run_launch(write_config(host, "NOTIFY_STOP_URL=https://h/secret\n"), "podman")
     assert code == 0, err
     argv = shlex.split(out)
-    assert argv[:5] == ["podman", "run", "--rm", "--name", "ospool-ep"]
+    assert argv[:5] == ["podman", "run", "--rm", "--name", "ospool-ep-container"]
     assert "GLIDEIN_ResourceName=Test Resource" in argv
     assert "secret" not in out and "secret" not in err
     assert "NOTIFY_STOP_URL: value passed in the engine's environment" in err
@@ -677,6 +680,6 @@ def test_ospool_ep_launch_runs_from_the_command_line(host: Path) -> None:
         check=False,
     )
     assert stop.stdout.splitlines() == [
-        "podman stop -t 30 ospool-ep",
-        "podman rm --force ospool-ep",
+        "podman stop -t 125 ospool-ep-container",
+        "podman rm --force ospool-ep-container",
     ]

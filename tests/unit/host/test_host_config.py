@@ -325,7 +325,8 @@ def test_only_pilot_variables_are_listed_for_the_container() -> None:
 
 
 def test_container_names_follow_the_file_name() -> None:
-    assert lcfg.default_container_name("/etc/osg/ospool-ep.cfg") == "ospool-ep"
+    """Upstream's name for the main file (its users' ``docker exec ospool-ep-container``)."""
+    assert lcfg.default_container_name("/etc/osg/ospool-ep.cfg") == "ospool-ep-container"
     assert lcfg.default_container_name("/etc/osg/ospool-ep.d/gpu.cfg") == "ospool-ep-gpu"
 
 
