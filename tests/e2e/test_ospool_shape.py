@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import unquote
 
 import pool
 import pytest
@@ -27,13 +28,18 @@ pytestmark = container_marks()
 JobStatus = pool.JobStatus
 
 
-def _sock_of(ad: dict[str, object]) -> str:
-    """The ``collectorN`` of the CCB contact in the slot's address (``CCBID=...``)."""
+def _ccb_contacts(ad: dict[str, object]) -> list[tuple[str, str]]:
+    """(address, sock) of each CCB server in the slot's address: ``CCBID=`` holds the
+    servers' own sinful strings, URL-quoted and space-separated, each ``#<id>``."""
     found = re.search(r"CCBID=([^&>]*)", str(ad.get("MyAddress", "")))
     assert found, f"no CCB contact in MyAddress {ad.get('MyAddress')!r}"
-    socks = set(re.findall(r"sock=(collector\d+)", found.group(1)))
-    assert len(socks) == 1, f"one collector socket expected in {found.group(1)!r}"
-    return socks.pop()
+    contacts = []
+    for contact in unquote(found.group(1)).split():
+        server = re.fullmatch(r"([\d.]+):9618\?(.*)#\d+", contact)
+        assert server, f"CCB contact {contact!r}"
+        sock = re.search(r"(?:^|&)sock=([^&]+)", server.group(2))
+        contacts.append((server.group(1), sock.group(1) if sock else ""))
+    return contacts
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +78,14 @@ def test_a_pilot_with_the_default_pool_joins_both_ospool_cms_and_runs_a_job_thro
     ad = pilot.pslot()
     assert ad["OSPool"] is True
     assert ad["GLIDECLIENT_Group"] == "main-container"
-    sock = _sock_of(ad)
-    assert int(sock.removeprefix("collector")) in range(1, 11)
-    ccb = re.search(r"CCBID=([^&>]*)", str(ad["MyAddress"]))
-    assert ccb is not None
-    for host in pool.OSPOOL_SHAPE.ccb_hosts:
-        assert host in ccb.group(1)
+    # Registered with CCB at ccb-1 and ccb-2 (their addresses), on one collectorN of each.
+    contacts = _ccb_contacts(ad)
+    ccb_addresses = sorted(ospool.hosts[h] for h in pool.OSPOOL_SHAPE.ccb_hosts)
+    assert sorted(address for address, _ in contacts) == ccb_addresses, contacts
+    socks = {sock for _, sock in contacts}
+    assert len(socks) == 1, contacts
+    sock = socks.pop()
+    assert re.fullmatch(r"collector([1-9]|10)", sock), sock
 
     constraint = f'OSPOOL_EP_PILOT_UUID == "{pilot.uuid}" && PartitionableSlot =?= true'
     other = "collector1" if sock != "collector1" else "collector2"
