@@ -116,3 +116,46 @@ def test_a_pilot_with_the_default_pool_joins_both_ospool_cms_and_runs_a_job_thro
     print(f"\nep-ospool: slot {pilot.slot_seconds} s, job completed {seconds} s, {sock}")
     assert ospool.job_output(cluster) == "hello from the OSPool\n"
     assert ccb_requests() > before, "the schedd reached the startd without CCB"
+
+
+@pytest.mark.parametrize(
+    ("pool_name", "shape", "group", "ccb_socks"),
+    [
+        ("itb-ospool", pool.ITB_SHAPE, "itb-container", range(1, 11)),
+        ("prod-path-facility", pool.PATH_SHAPE, "path-container", range(9620, 9625)),
+    ],
+)
+def test_a_pilot_naming_the_itb_or_path_pool_joins_its_central_managers(
+    podman_service: pool.PodmanService,
+    pool_name: str,
+    shape: pool.PoolShape,
+    group: str,
+    ccb_socks: range,
+) -> None:
+    """With POOL=itb-ospool or POOL=prod-path-facility (and no CONDOR_HOST), the
+    pilot's slot appears in both of that pool's CMs, answering to their production
+    names, with the pool's GLIDECLIENT_Group and OSPool = false, registered with CCB
+    on one collectorN of each CM (the PATh CMs are their own CCB, collector9620..9624)."""
+    del podman_service
+    with pool.ShapedPool.start(shape=shape) as shaped:
+        made = Pilots(shaped)
+        try:
+            pilot = made.start(
+                "ep-shape", {"CONDOR_HOST": None, "POOL": pool_name}, slot_timeout=90
+            )
+        except AssertionError:
+            print(shaped.cm_logs())
+            raise
+        ad = pilot.pslot()
+        assert ad["GLIDECLIENT_Group"] == group
+        assert ad["OSPool"] is False
+        contacts = _ccb_contacts(ad)
+        cm_addresses = sorted(shaped.hosts[n] for n in shape.central_managers)
+        assert sorted(address for address, _ in contacts) == cm_addresses, contacts
+        (sock,) = {sock for _, sock in contacts}
+        assert int(sock.removeprefix("collector")) in ccb_socks, sock
+        constraint = f'OSPOOL_EP_PILOT_UUID == "{pilot.uuid}" && PartitionableSlot =?= true'
+        for name in shape.central_managers:
+            assert shaped.collector_ads("slot", constraint, on=shaped.cm_named(name)), name
+        print(f"\n{pool_name}: slot {pilot.slot_seconds} s, CCB on {sock}")
+        made.remove_all()
