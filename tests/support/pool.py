@@ -359,7 +359,6 @@ class Pool:
 
         Ready means the collector lists a Collector, Negotiator and Scheduler ad.
         """
-        from testcontainers.core.container import DockerContainer
         from testcontainers.core.network import Network
 
         timings: dict[str, float] = {}
@@ -371,27 +370,8 @@ class Pool:
         cm = None
         try:
             subnet = network._unwrap_network.attrs["IPAM"]["Config"][0]["Subnet"]
-            cm = (
-                DockerContainer(image)
-                .with_name(f"ospool-ep-test-{pool_id}-cm")
-                .with_network(network)
-                .with_network_aliases(CM_ALIAS)
-                .with_volume_mapping(
-                    str(POOL_DIR / "cm" / "condor_config.local"),
-                    "/etc/condor/condor_config.local",
-                    "ro",
-                )
-                .with_volume_mapping(
-                    str(POOL_DIR / "cm" / "start-cm.sh"), "/usr/local/sbin/start-cm.sh", "ro"
-                )
-                .with_env("PILOT_SUBNET", subnet)
-                .with_kwargs(
-                    entrypoint=["/usr/local/sbin/start-cm.sh"],
-                    user="0",
-                    hostname=CM_ALIAS,
-                    labels={LABEL: pool_id},
-                    healthcheck={"test": ["NONE"]},
-                )
+            cm = _cm_container(
+                image, pool_id, network, subnet, suffix="cm", hostname=CM_ALIAS, aliases=[CM_ALIAS]
             )
             with _timed(timings, "cm_container_start"):
                 cm.start()
@@ -418,7 +398,7 @@ class Pool:
             raise
         return pool
 
-    def _wait_cm_ready(self, timeout: float) -> None:
+    def _wait_cm_ready(self, timeout: float, on: Any = None) -> None:
         deadline = time.monotonic() + timeout
         # The collector answering at all is the first condition; then the
         # negotiator's and the schedd's ads.
@@ -429,9 +409,10 @@ class Pool:
                     ["condor_status", f"-{ad_type}", "-json"],
                     timeout=remaining,
                     what=f"central manager: {ad_type} ad",
+                    on=on,
                 )
             except TimeoutError as exc:
-                raise TimeoutError(f"{exc}\n{self.cm_logs()}") from None
+                raise TimeoutError(f"{exc}\n{self.cm_logs(on=on)}") from None
 
     def stop(self) -> None:
         """Remove the pilots, the CM (with their anonymous /pilot volumes) and the network."""
@@ -469,11 +450,19 @@ class Pool:
         user: str = "root",
         workdir: str | None = None,
         timeout: float = 60,
+        on: Any = None,
     ) -> ExecResult:
-        return _exec(self.cm, argv, user=user, workdir=workdir, timeout=timeout)
+        """Run argv in the CM (or in the CM container ``on``, for a pool of several)."""
+        return _exec(on or self.cm, argv, user=user, workdir=workdir, timeout=timeout)
 
     def _poll_cm(
-        self, argv: Sequence[str], *, timeout: float, interval: float = 0.2, what: str
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        interval: float = 0.2,
+        what: str,
+        on: Any = None,
     ) -> str:
         """Run argv inside the CM every ``interval`` s until it prints something
         (other than an empty JSON list); return that output.
@@ -482,16 +471,18 @@ class Pool:
         each exec through podman's API leaves a conmon behind for minutes).
         """
         result = self.exec_cm(
-            ["python3", "-c", _POLLER, str(timeout), str(interval), *argv], timeout=timeout + 10
+            ["python3", "-c", _POLLER, str(timeout), str(interval), *argv],
+            timeout=timeout + 10,
+            on=on,
         )
         if result.exit_code == 124:
             raise TimeoutError(f"{what}: not reached within {timeout:.0f} s ({result.stderr})")
         return result.check(what).stdout
 
-    def cm_logs(self, tail: int = 50) -> str:
+    def cm_logs(self, tail: int = 50, *, on: Any = None) -> str:
         """The tail of the CM's daemon logs (for failure messages)."""
         script = f'for f in /var/log/condor/*Log; do echo "== $f"; tail -n {int(tail)} "$f"; done'
-        return self.exec_cm(["bash", "-c", script]).stdout
+        return self.exec_cm(["bash", "-c", script], on=on).stdout
 
     def mint_token(
         self,
@@ -602,15 +593,21 @@ class Pool:
         constraint: str | None = None,
         *,
         projection: Sequence[str] = (),
+        pool: str | None = None,
+        on: Any = None,
     ) -> list[dict[str, Any]]:
         """Ads in the CM's collector (condor_status -json): ``ad_type`` is a
-        condor_status type option without the dash: startd, master, schedd, any, ..."""
+        condor_status type option without the dash: startd, master, schedd, any, ...
+        ``pool``: ask that collector instead (``-pool``, e.g. ``host:9618?sock=collector3``);
+        ``on``: from that CM container (a pool of several)."""
         argv = ["condor_status", f"-{ad_type}", "-json"]
+        if pool:
+            argv += ["-pool", pool]
         if constraint:
             argv += ["-constraint", constraint]
         if projection:
             argv += ["-attributes", ",".join(projection)]
-        return _json_list(self.exec_cm(argv, timeout=30).check("condor_status").stdout)
+        return _json_list(self.exec_cm(argv, timeout=30, on=on).check("condor_status").stdout)
 
     def wait_for_slot(self, constraint: str, timeout: float = 60) -> list[dict[str, Any]]:
         """Poll the collector until a startd (slot) ad matches ``constraint``.
@@ -656,6 +653,7 @@ class Pool:
 
         if name in self.pilots:
             raise PoolError(f"pilot {name} exists")
+        kwargs = {**self._pilot_network_kwargs(), **kwargs}
         container = (
             DockerContainer(image or self.image)
             .with_name(f"ospool-ep-test-{self.id}-{name}")
@@ -664,7 +662,6 @@ class Pool:
                 hostname=name,
                 user=user,
                 labels={LABEL: self.id},
-                extra_hosts={CM_ALIAS: self.cm_ip},
                 healthcheck={"test": ["NONE"]},
                 **({"security_opt": list(security_opt)} if security_opt else {}),
                 **({"entrypoint": list(entrypoint)} if entrypoint is not None else {}),
@@ -681,6 +678,10 @@ class Pool:
         with _timed(self.timings, f"pilot_{name}_start"):
             container.start()
         return container
+
+    def _pilot_network_kwargs(self) -> dict[str, Any]:
+        """Name resolution for a pilot: the CM's name in its /etc/hosts (NOTES.md)."""
+        return {"extra_hosts": {CM_ALIAS: self.cm_ip}}
 
     def start_bare_pilot(
         self, name: str, token: str, *, trust_domain: str | None = None, extra_config: str = ""
@@ -737,6 +738,215 @@ class Pool:
 
 
 # ---------------------------------------------------------------------------
+# A pool shaped like a production one (SPEC 6.1, 13)
+
+
+@dataclass(frozen=True)
+class PoolShape:
+    """What a production pool looks like to a pilot that names it in ``POOL``
+    (SPEC 6.1, written here independently of the pilot's own table)."""
+
+    central_managers: tuple[str, ...]
+    """The CMs' production names; each is one CM container with that hostname."""
+    ccb_hosts: tuple[str, ...] = ()
+    """CCB names, mapped onto the CM of the same position (its collectors are CCB servers)."""
+    sockets: tuple[str, ...] = ()
+    """Shared-port ids of the sub-collectors every CM runs (``?sock=<id>``)."""
+
+
+OSPOOL_SHAPE = PoolShape(
+    central_managers=("cm-1.ospool.osg-htc.org", "cm-2.ospool.osg-htc.org"),
+    ccb_hosts=("ccb-1.ospool.osg-htc.org", "ccb-2.ospool.osg-htc.org"),
+    sockets=tuple(f"collector{n}" for n in range(1, 11)),
+)
+ITB_SHAPE = PoolShape(
+    central_managers=("cm-1.ospool-itb.osg-htc.org", "cm-2.ospool-itb.osg-htc.org"),
+    ccb_hosts=("ccb-1.ospool-itb.osg-htc.org", "ccb-2.ospool-itb.osg-htc.org"),
+    sockets=tuple(f"collector{n}" for n in range(1, 11)),
+)
+PATH_SHAPE = PoolShape(
+    central_managers=("cm-1.facility.path-cc.io", "cm-2.facility.path-cc.io"),
+    sockets=tuple(f"collector{n}" for n in range(9620, 9625)),
+)
+
+NO_DNS = "127.0.0.1"
+"""Every container of a shaped pool gets this as its only nameserver, where nothing
+listens: a name outside /etc/hosts fails at once and never reaches a real host."""
+
+_PREPEND_HOSTS = """
+import sys
+with open("/etc/hosts") as f:
+    old = f.read()
+with open("/etc/hosts", "w") as f:  # in place: podman bind-mounts /etc/hosts
+    f.write("".join(line + "\\n" for line in sys.argv[1:]) + old)
+"""
+"""Put host entries first (before start-cm.sh's pilot-<ip> names for the subnet)."""
+
+
+def sub_collector_config(sockets: Sequence[str]) -> str:
+    """HTCondor config for one sub-collector per shared-port id (cm/ospool-shape.conf)."""
+    names = [f"COLLECTOR_{sock.upper()}" for sock in sockets]
+    lines = [f"OSPOOL_SHAPE_SUB_COLLECTORS = {' '.join(names)}"]
+    for name, sock in zip(names, sockets, strict=True):
+        lines += [
+            f"{name} = $(COLLECTOR)",
+            f"{name}_ARGS = -sock {sock} -local-name {sock}",
+            f"{sock}.COLLECTOR_LOG = $(LOG)/Collector-{sock}.log",
+            f"{sock}.COLLECTOR_NAME = {sock}@$(FULL_HOSTNAME)",
+            f"{sock}.CONDOR_VIEW_HOST = $(CONDOR_HOST):9618?sock=collector",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ShapedPool(Pool):
+    """Several central managers answering to a production pool's names (SPEC 13).
+
+    Each CM is the single-CM pool's container (collector, negotiator, schedd) with
+    ``cm/ospool-shape.conf`` added: the production hostname, and a sub-collector per
+    ``?sock=`` id behind the shared port. They share one POOL signing key and trust
+    domain, so one minted token joins them all. Every container's /etc/hosts maps
+    the CM and CCB names onto the CMs' addresses on the test network, and its only
+    nameserver is :data:`NO_DNS`. ``cm`` is the first CM; jobs are submitted there.
+    """
+
+    shape: PoolShape = OSPOOL_SHAPE
+    cms: dict[str, Any] = field(default_factory=dict)
+    """CM name -> container, in the shape's order."""
+    hosts: dict[str, str] = field(default_factory=dict)
+    """Name -> address: what every container of the pool resolves."""
+
+    @classmethod
+    def start(
+        cls, image: str = IMAGE, *, ready_timeout: float = 90, shape: PoolShape = OSPOOL_SHAPE
+    ) -> ShapedPool:
+        """Create the network and the CMs one after another (the first makes the
+        signing key, the others get a copy); return when every CM is ready."""
+        from testcontainers.core.network import Network
+
+        timings: dict[str, float] = {}
+        pool_id = uuid.uuid4().hex[:8]
+        network = Network(docker_network_kw={"labels": {LABEL: pool_id}})
+        network.name = f"ospool-ep-test-{pool_id}"
+        with _timed(timings, "network_create"):
+            network.create()
+        workdir = WORK / "pool" / pool_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        socks = workdir / "socks.conf"
+        socks.write_text(sub_collector_config(shape.sockets))
+        socks.chmod(0o644)
+        started: dict[str, Any] = {}
+        hosts: dict[str, str] = {}
+        try:
+            subnet = network._unwrap_network.attrs["IPAM"]["Config"][0]["Subnet"]
+            pool: ShapedPool | None = None
+            for index, name in enumerate(shape.central_managers):
+                volumes: list[tuple[str | Path, str, str]] = [
+                    (
+                        POOL_DIR / "cm" / "ospool-shape.conf",
+                        "/etc/condor/condor_config.shape",
+                        "ro",
+                    ),
+                    (socks, "/etc/condor/condor_config.socks", "ro"),
+                ]
+                if pool is not None:
+                    volumes.append((workdir / "POOL", "/etc/condor/passwords.d/POOL", "ro"))
+                cm = _cm_container(
+                    image,
+                    pool_id,
+                    network,
+                    subnet,
+                    suffix=f"cm{index + 1}",
+                    hostname=name,
+                    volumes=volumes,
+                    extra_hosts=dict(hosts),
+                    dns=[NO_DNS],
+                )
+                with _timed(timings, f"cm{index + 1}_container_start"):
+                    cm.start()
+                started[name] = cm
+                ip = _container_ip(cm, network.name)
+                hosts[name] = ip
+                if index < len(shape.ccb_hosts):
+                    hosts[shape.ccb_hosts[index]] = ip
+                if pool is None:
+                    pool = cls(
+                        id=pool_id,
+                        image=image,
+                        network=network,
+                        cm=cm,
+                        cm_ip=ip,
+                        subnet=subnet,
+                        workdir=workdir,
+                        timings=timings,
+                        shape=shape,
+                        cms=started,
+                        hosts=hosts,
+                    )
+                with _timed(timings, f"cm{index + 1}_ready"):
+                    pool._wait_cm_ready(ready_timeout, on=cm)
+                    pool._wait_sub_collectors(name, ready_timeout, on=cm)
+                if index == 0:
+                    pool._copy_signing_key(workdir / "POOL")
+            assert pool is not None, "a shape names at least one CM"
+            lines = [
+                f"{ip} {' '.join(n for n, a in hosts.items() if a == ip)}"
+                for ip in set(hosts.values())
+            ]
+            for cm in started.values():
+                pool.exec_cm(["python3", "-c", _PREPEND_HOSTS, *lines], on=cm).check("/etc/hosts")
+        except BaseException:
+            for cm in started.values():
+                _remove(cm)
+            with contextlib.suppress(Exception):
+                network.remove()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return pool
+
+    def _wait_sub_collectors(self, name: str, timeout: float, *, on: Any) -> None:
+        """Until every sub-collector of CM ``name`` answers a query at its ``?sock=``."""
+        script = " && ".join(
+            f"condor_status -pool '{name}:9618?sock={sock}' -collector -af Name >/dev/null"
+            for sock in self.shape.sockets
+        )
+        try:
+            self._poll_cm(
+                ["bash", "-c", f"{script} && echo up"],
+                timeout=timeout,
+                what=f"{name}: sub-collectors",
+                on=on,
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.cm_logs(on=on)}") from None
+
+    def _copy_signing_key(self, dest: Path) -> None:
+        """The first CM's POOL signing key into ``dest`` (0600), for the other CMs."""
+        out = self.exec_cm(["base64", "-w0", "/etc/condor/passwords.d/POOL"]).check("read key")
+        dest.write_bytes(base64.b64decode(out.stdout))
+        dest.chmod(0o600)
+
+    def stop(self) -> None:
+        """Remove the pilots, every CM and the network."""
+        for cm in self.cms.values():
+            if cm is not self.cm:
+                _remove(cm)
+        super().stop()
+
+    @property
+    def cm_host(self) -> str:
+        return self.shape.central_managers[0]
+
+    def cm_named(self, name: str) -> Any:
+        """The CM container answering to ``name`` (a CM or CCB name)."""
+        address = self.hosts[name]
+        return next(c for n, c in self.cms.items() if self.hosts[n] == address)
+
+    def _pilot_network_kwargs(self) -> dict[str, Any]:
+        return {"extra_hosts": dict(self.hosts), "dns": [NO_DNS]}
+
+
+# ---------------------------------------------------------------------------
 # helpers
 
 
@@ -746,6 +956,50 @@ def _container_ip(container: Any, network: str) -> str:
     ip = wrapped.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
     ipaddress.ip_address(ip)  # fail loudly on an empty answer
     return str(ip)
+
+
+def _cm_container(
+    image: str,
+    pool_id: str,
+    network: Any,
+    subnet: str,
+    *,
+    suffix: str,
+    hostname: str,
+    aliases: Sequence[str] = (),
+    volumes: Sequence[tuple[str | Path, str, str]] = (),
+    **kwargs: Any,
+) -> Any:
+    """A central manager's container (not started): the image as root, with
+    ``cm/condor_config.local`` and ``cm/start-cm.sh``, plus ``volumes``; ``kwargs``
+    go to docker-py's containers.create."""
+    from testcontainers.core.container import DockerContainer
+
+    cm = (
+        DockerContainer(image)
+        .with_name(f"ospool-ep-test-{pool_id}-{suffix}")
+        .with_network(network)
+        .with_volume_mapping(
+            str(POOL_DIR / "cm" / "condor_config.local"), "/etc/condor/condor_config.local", "ro"
+        )
+        .with_volume_mapping(
+            str(POOL_DIR / "cm" / "start-cm.sh"), "/usr/local/sbin/start-cm.sh", "ro"
+        )
+        .with_env("PILOT_SUBNET", subnet)
+        .with_kwargs(
+            entrypoint=["/usr/local/sbin/start-cm.sh"],
+            user="0",
+            hostname=hostname,
+            labels={LABEL: pool_id},
+            healthcheck={"test": ["NONE"]},
+            **kwargs,
+        )
+    )
+    if aliases:
+        cm.with_network_aliases(*aliases)
+    for host, path, mode in volumes:
+        cm.with_volume_mapping(str(host), path, mode)
+    return cm
 
 
 def _remove(container: Any) -> None:
