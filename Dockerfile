@@ -170,15 +170,31 @@ RUN if [ -n "$CVMFSEXEC_VERSION" ]; then \
     fi
 
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
-# HTCondor directory (LOCAL_DIR, logs, execute) and must be writable by it.
+# HTCondor directory (LOCAL_DIR, logs, execute). It is 1777 as upstream's, so a
+# uid a site forces (--user 12345) works without a mount too; each pilot's own
+# directory in it is 0700.
 RUN image-apt-suite remove \
  && rm /usr/local/sbin/image-apt-suite \
  && useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
  && mkdir -p /pilot /etc/condor/tokens-orig.d /etc/osg \
  && chown osg:osg /pilot \
- && chmod 0755 /pilot \
+ && chmod 1777 /pilot \
  && python3 -c 'import ospool_ep' \
  && command -v ospool-ep
+
+# HTCondor's tools in `docker exec` sessions (condor_who, condor_config_val,
+# condor_status -direct) read the running pilot's configuration with no setup:
+# the pilot names it in /tmp/ospool-ep/condor_config (the container's own /tmp,
+# beside its state file; prepare.publish_live_config), which sets
+# OSPOOL_EP_LIVE_CONFIG. With no pilot running, Debian's configuration as before.
+RUN mv /etc/condor/condor_config /etc/condor/condor_config.debian \
+ && printf '%s\n' \
+        '# ospool-ep image: the configuration of the running pilot, else Debian.' \
+        'include ifexist : /tmp/ospool-ep/condor_config' \
+        'if ! defined OSPOOL_EP_LIVE_CONFIG' \
+        '  include : /etc/condor/condor_config.debian' \
+        'endif' >/etc/condor/condor_config \
+ && condor_config_val LOCAL_DIR
 
 ENV PYTHONUNBUFFERED=1
 

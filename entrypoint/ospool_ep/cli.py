@@ -324,7 +324,7 @@ def run_foreign(program: str, argv: Sequence[str], *, own_process: bool) -> int:
         if own_process:
             sys.stdout.flush()
             os.execv(program, list(argv))  # noqa: S606 - the command the user asked for
-        return subprocess.run([program, *argv[1:]], check=False).returncode  # noqa: S603
+        return subprocess.run([program, *argv[1:]], check=False).returncode
     except FileNotFoundError:
         print(f"ospool-ep: {argv[0]}: no such file", file=sys.stderr)
         return NOT_FOUND
