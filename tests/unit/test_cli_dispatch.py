@@ -112,7 +112,7 @@ def test_a_subcommand_wins_over_a_program_of_the_same_name_on_path(tmp_path: Pat
 
 def test_the_subcommand_list_is_the_parsers() -> None:
     parser = cli.build_parser()
-    (commands,) = [a for a in parser._actions if a.dest == "command"]  # noqa: SLF001
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
     assert set(cli.SUBCOMMANDS) == set(commands.choices or ())
 
 

@@ -150,7 +150,9 @@ def test_the_live_config_is_published_beside_the_state_file_and_htcondor_reads_i
     }
 
 
-def test_with_no_pilot_debians_config_is_read_and_an_ended_ones_name_is_no_error(tmp_path: Path) -> None:
+def test_with_no_pilot_debians_config_is_read_and_an_ended_ones_is_no_error(
+    tmp_path: Path,
+) -> None:
     published = tmp_path / "state" / prepare.LIVE_CONFIG_NAME
     root = image_root_config(tmp_path, published)
     assert htcondor_param(root, "LOCAL_DIR")["LOCAL_DIR"] == "/var"
