@@ -169,6 +169,16 @@ RUN if [ -n "$CVMFSEXEC_VERSION" ]; then \
      && mkdir -p /cvmfs-cache /cvmfs-logs /cvmfs && chmod 1777 /cvmfs-cache /cvmfs-logs; \
     fi
 
+# A uid a site forces (--user 12345) has no passwd entry under docker, and
+# Apptainer refuses to run for it ("Couldn't determine user account
+# information: user: unknown userid"). libnss-unknown (its postinst adds
+# `unknown` to nsswitch.conf's passwd line) answers uid-N for such a uid;
+# /etc/passwd stays root's and read-only.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libnss-unknown \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log \
+ && grep -q '^passwd:.*unknown' /etc/nsswitch.conf
+
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
 # HTCondor directory (LOCAL_DIR, logs, execute). It is 1777 as upstream's, so a
 # uid a site forces (--user 12345) works without a mount too; each pilot's own

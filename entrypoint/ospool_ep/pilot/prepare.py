@@ -153,6 +153,10 @@ def configure(
     if master is None:  # check_htcondor_installed passed, so this is a bug
         raise RuntimeError("condor_master vanished after the check")
     environment["CONDOR_CONFIG"] = str(config_dir / render.ROOT_FILE)
+    if not writable_home(environment.get("HOME")):
+        # A forced uid under docker gets HOME=/ (no passwd entry): give the
+        # daemons and Apptainer (its cache, ~/.apptainer) the pilot's own directory.
+        environment["HOME"] = str(local_dir)
     publish_live_config(config_dir / render.ROOT_FILE, environ=host.environ, emitter=emitter)
     command = [master, "-f"]
     if launcher is not None:
@@ -167,6 +171,13 @@ def configure(
         environ=host.environ,
         cvmfsexec_log_dir=str(launcher.log_dir) if launcher is not None else None,
     )
+
+
+def writable_home(home: str | None) -> bool:
+    """``home`` is a directory this uid can create files in (root passes on any mode)."""
+    if not home:
+        return False
+    return Path(home).is_dir() and os.access(home, os.W_OK | os.X_OK)
 
 
 def live_config_path(environ: Mapping[str, str]) -> Path:

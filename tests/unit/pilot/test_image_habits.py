@@ -178,3 +178,14 @@ def test_a_state_directory_that_is_a_symlink_gets_no_live_config_but_a_warning(
     ((level, message),) = recorder.events
     assert level == "warning"
     assert "CONDOR_CONFIG=" in message
+
+
+def test_a_home_that_is_missing_or_not_writable_is_not_a_home(tmp_path: Path) -> None:
+    """Under docker a forced uid gets HOME=/; the pilot then gives its daemons its own directory."""
+    assert prepare.writable_home(str(tmp_path))
+    assert not prepare.writable_home(None)
+    assert not prepare.writable_home("")
+    assert not prepare.writable_home(str(tmp_path / "absent"))
+    plain = tmp_path / "file"
+    plain.write_text("")
+    assert not prepare.writable_home(str(plain))
