@@ -108,11 +108,24 @@ def test_two_pilots_sharing_a_pilot_mount_each_see_their_own_configuration(
         assert seen.stdout.strip() == f"/pilot/ospool-ep-{pilot.uuid}"
 
 
+def image_passwd(tmp_path: Path) -> Path:
+    """The image's own /etc/passwd: mounted over it, podman adds no entry for a forced
+    uid, as docker never does."""
+    result = podman_run("cat", "/etc/passwd")
+    assert result.returncode == 0, result.stderr
+    assert f":{FORCED_UID}:" not in result.stdout
+    copy = tmp_path / "passwd"
+    copy.write_text(result.stdout)
+    copy.chmod(0o644)
+    return copy
+
+
 @pytest.mark.parametrize("mount", [False, True], ids=["no-mount", "host-dir"])
-def test_a_forced_uid_pilot_joins_and_its_exec_sessions_see_it(
+def test_a_forced_uid_pilot_with_no_passwd_entry_joins_with_apptainer_working(
     pilots: Pilots, tmp_path: Path, mount: bool
 ) -> None:
-    volumes: list[tuple[str | Path, str, str]] = []
+    """JOB_CONTAINMENT=required (the default): the pilot starts only where Apptainer works."""
+    volumes: list[tuple[str | Path, str, str]] = [(image_passwd(tmp_path), "/etc/passwd", "ro")]
     if mount:
         host = tmp_path / "scratch"
         host.mkdir()
@@ -122,6 +135,9 @@ def test_a_forced_uid_pilot_joins_and_its_exec_sessions_see_it(
     pilot = pilots.start(name, volumes=volumes, user=f"{FORCED_UID}:{FORCED_UID}")
     seen = pilot.exec(["condor_config_val", "LOCAL_DIR"]).check("condor_config_val")
     assert seen.stdout.strip() == f"/pilot/ospool-ep-{pilot.uuid}"
+    assert pilot.pslot()["HAS_SINGULARITY"] is True
+    who = pilot.exec(["id", "-un"]).check("id -un")
+    assert who.stdout.strip() == f"uid-{FORCED_UID}"
 
 
 def test_an_ended_pilots_daemon_logs_stay_in_pilot_log_without_claim_ids(
