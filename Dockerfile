@@ -173,11 +173,14 @@ RUN if [ -n "$CVMFSEXEC_VERSION" ]; then \
 # Apptainer refuses to run for it ("Couldn't determine user account
 # information: user: unknown userid"). libnss-unknown (its postinst adds
 # `unknown` to nsswitch.conf's passwd line) answers uid-N for such a uid;
-# /etc/passwd stays root's and read-only.
-RUN apt-get update \
+# /etc/passwd stays root's and read-only. osg is made first: useradd asks NSS
+# whether uid 1000 is taken, and libnss-unknown would say it is.
+RUN useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
+ && apt-get update \
  && apt-get install -y --no-install-recommends libnss-unknown \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log \
- && grep -q '^passwd:.*unknown' /etc/nsswitch.conf
+ && grep -q '^passwd:.*unknown' /etc/nsswitch.conf \
+ && echo "nss-unknown probe: $(getent passwd 100 500 999 1001 60000 65533 | tr '\n' ' ')"
 
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
 # HTCondor directory (LOCAL_DIR, logs, execute). It is 1777 as upstream's, so a
@@ -185,7 +188,6 @@ RUN apt-get update \
 # directory in it is 0700.
 RUN image-apt-suite remove \
  && rm /usr/local/sbin/image-apt-suite \
- && useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
  && mkdir -p /pilot /etc/condor/tokens-orig.d /etc/osg \
  && chown osg:osg /pilot \
  && chmod 1777 /pilot \
