@@ -169,16 +169,46 @@ RUN if [ -n "$CVMFSEXEC_VERSION" ]; then \
      && mkdir -p /cvmfs-cache /cvmfs-logs /cvmfs && chmod 1777 /cvmfs-cache /cvmfs-logs; \
     fi
 
+# A uid a site forces (--user 12345) has no passwd entry under docker, and
+# Apptainer refuses to run for it ("Couldn't determine user account
+# information: user: unknown userid"). libnss-unknown (its postinst adds
+# `unknown` to nsswitch.conf's passwd line) answers uid-N for such a uid;
+# /etc/passwd stays root's and read-only. osg is made first: useradd asks NSS
+# whether uid 1000 is taken, and libnss-unknown would say it is. It answers
+# every uid: an image built FROM this one that creates system users (a
+# package's adduser --system) drops ` unknown` from nsswitch.conf's passwd line
+# for that step and puts it back (tests/support/slurm/Dockerfile does).
+RUN useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends libnss-unknown \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log \
+ && grep -q '^passwd:.*unknown$' /etc/nsswitch.conf
+
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
-# HTCondor directory (LOCAL_DIR, logs, execute) and must be writable by it.
+# HTCondor directory (LOCAL_DIR, logs, execute). It is 1777 as upstream's, so a
+# uid a site forces (--user 12345) works without a mount too; each pilot's own
+# directory in it is 0700.
 RUN image-apt-suite remove \
  && rm /usr/local/sbin/image-apt-suite \
- && useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /bin/bash osg \
  && mkdir -p /pilot /etc/condor/tokens-orig.d /etc/osg \
  && chown osg:osg /pilot \
- && chmod 0755 /pilot \
+ && chmod 1777 /pilot \
  && python3 -c 'import ospool_ep' \
  && command -v ospool-ep
+
+# HTCondor's tools in `docker exec` sessions (condor_who, condor_config_val,
+# condor_status -direct) read the running pilot's configuration with no setup:
+# the pilot names it in /tmp/ospool-ep/condor_config (the container's own /tmp,
+# beside its state file; prepare.publish_live_config), which sets
+# OSPOOL_EP_LIVE_CONFIG. With no pilot running, Debian's configuration as before.
+RUN mv /etc/condor/condor_config /etc/condor/condor_config.debian \
+ && printf '%s\n' \
+        '# ospool-ep image: the configuration of the running pilot, else Debian.' \
+        'include ifexist : /tmp/ospool-ep/condor_config' \
+        'if ! defined OSPOOL_EP_LIVE_CONFIG' \
+        '  include : /etc/condor/condor_config.debian' \
+        'endif' >/etc/condor/condor_config \
+ && condor_config_val LOCAL_DIR
 
 ENV PYTHONUNBUFFERED=1
 

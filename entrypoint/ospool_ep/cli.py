@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -293,8 +294,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = ("run", "check", "render", "health", "drain", "launch", "version")
+"""build_parser's subcommands (tests/unit/test_cli_dispatch.py keeps the two equal)."""
+NOT_FOUND = 127
+NOT_EXECUTABLE = 126
+"""The shell's codes for a command that cannot be run (POSIX, "Exit Status for Commands")."""
+
+
+def foreign_command(argv: Sequence[str]) -> str | None:
+    """The program ``argv`` names when it is not one of ours: a path, or a name on PATH.
+
+    ``None`` for a subcommand, an option (``--help``), or a word that names no
+    program (argparse then says it is not a command, with a did-you-mean).
+    """
+    if not argv or argv[0] in SUBCOMMANDS or argv[0].startswith("-"):
+        return None
+    if "/" in argv[0]:
+        return argv[0]
+    return shutil.which(argv[0])
+
+
+def run_foreign(program: str, argv: Sequence[str], *, own_process: bool) -> int:
+    """Run ``argv`` as any image would (SPEC 3): exec it in our place, argv unchanged.
+
+    Called with an argv (tests, other tools), this is someone else's process:
+    the command runs as a child and its exit status is returned instead.
+    """
+    try:
+        if own_process:
+            sys.stdout.flush()
+            os.execv(program, list(argv))  # noqa: S606 - the command the user asked for
+        return subprocess.run([program, *argv[1:]], check=False).returncode
+    except FileNotFoundError:
+        print(f"ospool-ep: {argv[0]}: no such file", file=sys.stderr)
+        return NOT_FOUND
+    except OSError as error:
+        print(f"ospool-ep: {argv[0]}: cannot run it: {error.strerror}", file=sys.stderr)
+        return NOT_EXECUTABLE
+
+
+def unknown_command(parser: argparse.ArgumentParser, word: str) -> int:
+    """Neither a subcommand nor a program: usage error (exit 2), with a did-you-mean."""
+    import difflib
+
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    parser.print_usage(sys.stderr)
+    print(
+        f"ospool-ep: error: '{word}' is neither a command ({', '.join(SUBCOMMANDS)})"
+        f" nor a program on PATH{hint}",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    program = foreign_command(words)
+    if program is not None:
+        return run_foreign(program, words, own_process=argv is None)
+    if words and not words[0].startswith("-") and words[0] not in SUBCOMMANDS:
+        return unknown_command(parser, words[0])
+    args = parser.parse_args(words)
     # Only a process started for this command may exec itself again (cmd_run):
     # called with an argv (tests, other tools) it is someone else's process.
     args.own_process = argv is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import pickle
 import tempfile
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Findings, Status
 from ospool_ep.inputs import tokens as tokens_mod
 from ospool_ep.inputs.attributes import load_extra_attributes_file
-from ospool_ep.pilot import render
+from ospool_ep.pilot import atomic, render
 from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.handoff import Launch
 from ospool_ep.pilot.logs import Emitter, Level
@@ -42,11 +43,14 @@ from ospool_ep.pilot.plan import (
 )
 from ospool_ep.pilot.render import PilotPlan
 from ospool_ep.pilot.run import report_leftover
-from ospool_ep.pilot.statefile import state_path
+from ospool_ep.pilot.statefile import UntrustedStateError, state_path, trusted_directory
 
 CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
 """Never passed to condor_master (and so to no daemon or job)."""
 HTCONDOR_DIRS = ("log", "execute", "spool", "lock", "run")
+LIVE_CONFIG_NAME = "condor_config"
+"""Beside the state file: the image's /etc/condor/condor_config includes it (Dockerfile)."""
+LIVE_CONFIG_MARK = "OSPOOL_EP_LIVE_CONFIG"
 
 
 class Reporter(Protocol):
@@ -149,6 +153,11 @@ def configure(
     if master is None:  # check_htcondor_installed passed, so this is a bug
         raise RuntimeError("condor_master vanished after the check")
     environment["CONDOR_CONFIG"] = str(config_dir / render.ROOT_FILE)
+    if not writable_home(environment.get("HOME")):
+        # A forced uid under docker gets HOME=/ (no passwd entry): give the
+        # daemons and Apptainer (its cache, ~/.apptainer) the pilot's own directory.
+        environment["HOME"] = str(local_dir)
+    publish_live_config(config_dir / render.ROOT_FILE, environ=host.environ, emitter=emitter)
     command = [master, "-f"]
     if launcher is not None:
         command = cvmfsexec.command(launcher.directory, plan.settings.cvmfsexec_repos, command)
@@ -162,6 +171,48 @@ def configure(
         environ=host.environ,
         cvmfsexec_log_dir=str(launcher.log_dir) if launcher is not None else None,
     )
+
+
+def writable_home(home: str | None) -> bool:
+    """``home`` is a directory this uid can create files in (root passes on any mode)."""
+    if not home:
+        return False
+    return Path(home).is_dir() and os.access(home, os.W_OK | os.X_OK)
+
+
+def live_config_path(environ: Mapping[str, str]) -> Path:
+    return state_path(environ).parent / LIVE_CONFIG_NAME
+
+
+def live_config_text(config_file: Path) -> str:
+    """A root config naming this pilot's; ``ifexist``: once the pilot is gone, no error."""
+    return (
+        "# The running pilot's configuration, for HTCondor's tools in exec sessions\n"
+        "# (docker exec PILOT condor_who); written by ospool-ep at each start.\n"
+        f"{LIVE_CONFIG_MARK} = {config_file}\n"
+        f"include ifexist : $({LIVE_CONFIG_MARK})\n"
+    )
+
+
+def publish_live_config(
+    config_file: Path, *, environ: Mapping[str, str], emitter: Reporter
+) -> None:
+    """Name the live configuration where exec sessions look (SPEC 3), atomically.
+
+    Beside the state file, in the container's own /tmp by default: pilots
+    sharing /pilot never see each other's. It names a path, no secret; the
+    directory is refused when another uid could have written it, as the state's.
+    """
+    target = live_config_path(environ)
+    try:
+        os.close(trusted_directory(target.parent))
+        atomic.replace_file(target, live_config_text(config_file))
+    except (OSError, UntrustedStateError) as error:
+        emitter.event(
+            "warning",
+            f"cannot publish the live configuration at {target}: {error}; in exec sessions"
+            f" set CONDOR_CONFIG={config_file} for HTCondor's tools",
+        )
 
 
 def launch_for(

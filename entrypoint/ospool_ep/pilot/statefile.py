@@ -112,6 +112,10 @@ def _own_directory(path: Path) -> int:
     return fd
 
 
+trusted_directory = _own_directory
+"""For what else the pilot publishes beside its state (prepare.publish_live_config)."""
+
+
 def publish(path: Path, published: PublishedState) -> None:
     """Replace ``path`` atomically with ``published`` (0644). Raises OSError.
 

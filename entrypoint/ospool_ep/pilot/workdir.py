@@ -38,6 +38,12 @@ UNLOCKED_GRACE_SECONDS = 3600
 MAX_DEPTH = 64
 """Directory fds held open at once while removing; deeper subtrees are moved up first."""
 
+KEPT_LOGS_DIR = "log"
+"""Under PILOT_DIR: ``log/<pilot id>/``, the daemon logs of ended pilots (:func:`keep_logs`)."""
+KEEP_LOGS = 3
+"""Ended pilots whose logs are kept: each is at most (1 + MAX_NUM_DEFAULT_LOG) x
+MAX_DEFAULT_LOG per daemon log (10-daemons.conf.j2: 30 MB)."""
+
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
 
@@ -75,8 +81,9 @@ class PilotDirectory:
     lock_fd: int
 
     def remove(self) -> Removal:
-        """Delete the directory, then let go of the lock."""
+        """Keep its daemon logs (:func:`keep_logs`), delete the directory, let go of the lock."""
         try:
+            keep_logs(self.path, root=self.path.parent)
             return remove_tree(self.path)
         finally:
             os.close(self.lock_fd)
@@ -114,6 +121,7 @@ def collect_stale(*, root: Path, keep: Path | None = None, now: float | None = N
         if candidate == keep or candidate.is_symlink() or not candidate.is_dir():
             continue
         if _is_stale(candidate, now=now):
+            keep_logs(candidate, root=root)
             result = remove_tree(candidate)
             if result.complete:
                 removed.append(candidate)
@@ -186,6 +194,55 @@ def _give_back_modes(path: Path) -> bool:
     finally:
         os.close(directory)
     return True
+
+
+# -- logs for a post-mortem ----------------------------------------------------------
+
+
+def keep_logs(path: Path, *, root: Path, keep: int = KEEP_LOGS) -> Path | None:
+    """Move pilot directory ``path``'s daemon logs to ``root/log/<pilot id>``; where, or None.
+
+    As upstream keeps /pilot/log: what the daemons wrote survives the pilot (a
+    dead one's too, when the next pilot collects it). Only the plain, visible
+    files go: HTCondor's dot files there (``.startd_claim_id``, addresses) name
+    capabilities, and the logs never hold a token. Bounded: each file by the
+    pilot's MAX_DEFAULT_LOG rotation, and only the ``keep`` newest pilots' are kept.
+    Best effort: what cannot be kept is removed with the directory.
+    """
+    kept = root / KEPT_LOGS_DIR
+    try:
+        source = path / "log"
+        if not stat.S_ISDIR(source.lstat().st_mode):
+            return None
+        if not kept.is_symlink():
+            kept.mkdir(mode=0o755, exist_ok=True)
+        st = kept.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return None  # a symlink, or another uid's: not ours to write in
+        for entry in source.iterdir():
+            if entry.name.startswith(".") or not stat.S_ISREG(entry.lstat().st_mode):
+                remove_tree(entry)
+        destination = kept / path.name.removeprefix(PREFIX)
+        source.rename(destination)
+        os.utime(destination)
+    except OSError:
+        return None
+    _prune(kept, keep=keep)
+    return destination
+
+
+def _prune(kept: Path, *, keep: int) -> None:
+    """Remove all but the ``keep`` newest of our own kept log directories."""
+    ours: list[tuple[float, Path]] = []
+    for entry in kept.iterdir():
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            ours.append((st.st_mtime, entry))
+    for _, old in sorted(ours, reverse=True)[keep:]:
+        remove_tree(old)
 
 
 # -- free space ------------------------------------------------------------------------
