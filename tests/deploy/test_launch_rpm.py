@@ -10,7 +10,6 @@ are is computed from ``rpm/ospool-ep``'s imports (``scripts/import_closure.py``,
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -41,6 +40,7 @@ from upstream_rpm import (
     fill,
     in_root,
     install_args,
+    token_and_scratch,
     vercmp,
 )
 from venv_tools import venv_tool
@@ -347,7 +347,7 @@ def test_rpm_upgrades_osgs_package_and_keeps_the_sites_edited_cfg(
     root = tmp_path / "root"
     _host_with_upstream(root, standin)
     token, scratch = tmp_path / "token", tmp_path / "scratch"
-    _token_and_scratch(token, scratch)
+    token_and_scratch(token, scratch)
     cfg = root / "etc/osg/ospool-ep.cfg"
     edited = fill((UPSTREAM_CORPUS / "gpu.cfg").read_text(), token=token, scratch=scratch)
     cfg.write_text(edited)
@@ -396,18 +396,6 @@ def test_osgs_package_does_not_replace_ours(
     done = in_root(root, "-U", "--test", *install_args(), str(standin))
     assert done.returncode != 0
     assert "which is newer than" in done.stderr
-
-
-def _token_and_scratch(token: Path, scratch: Path) -> None:
-    token.write_text("a.b.c\n")
-    scratch.mkdir()
-    if os.geteuid() == 0:
-        os.chown(token, 1000, 1000)
-        os.chown(scratch, 1000, 1000)
-        token.chmod(0o600)
-    else:
-        token.chmod(0o644)
-        scratch.chmod(0o777)
 
 
 def _print(root: Path, cfg: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ keeps it (the differences are in the README's "What differs" list).
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from units import install_tree, python39
-from upstream_rpm import corpus, fill
+from upstream_rpm import corpus, fill, token_and_scratch
 
 from ospool_ep.host import command as lc
 from ospool_ep.host import config as lcfg
@@ -37,15 +36,7 @@ def _site(tmp_path: Path, source: Path) -> tuple[Path, Path]:
     """The packaged launcher under ``tmp_path/root``, the site's file filled in; (launcher, cfg)."""
     root = install_tree(tmp_path / "root")
     token, scratch = tmp_path / "token", tmp_path / "scratch"
-    token.write_text("a.b.c\n")
-    scratch.mkdir()
-    if os.geteuid() == 0:
-        os.chown(token, 1000, 1000)
-        os.chown(scratch, 1000, 1000)
-        token.chmod(0o600)
-    else:
-        token.chmod(0o644)
-        scratch.chmod(0o777)
+    token_and_scratch(token, scratch)
     cfg = root / "etc/osg/ospool-ep.cfg"
     cfg.write_text(fill(source.read_text(), token=token, scratch=scratch))
     return root / "usr/bin/ospool-ep", cfg

@@ -133,3 +133,17 @@ def vercmp(a: str, b: str) -> int:
     done = rpm("--eval", f'%{{lua: print(rpm.vercmp("{a}", "{b}"))}}')
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
+
+
+def token_and_scratch(token: Path, scratch: Path) -> None:
+    """A site's token file and scratch directory as the launcher wants them: usable by
+    the pilot's uid 1000 (owned by it when we are root, else open to it)."""
+    token.write_text("a.b.c\n")
+    scratch.mkdir()
+    if os.geteuid() == 0:
+        os.chown(token, 1000, 1000)
+        os.chown(scratch, 1000, 1000)
+        token.chmod(0o600)
+    else:
+        token.chmod(0o644)
+        scratch.chmod(0o777)
