@@ -40,6 +40,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="ospool-ep-check-") as scratch:
             render.write_and_verify(outcome.plan, output=Path(scratch), findings=findings)
     plan.check_htcondor_installed(findings)
+    if outcome.plan is not None and outcome.plan.osdf.plugin is not None:
+        from ospool_ep.pilot import osdf, osdfcheck
+
+        tested = osdfcheck.test_once(outcome.plan.osdf.plugin, host.environ)
+        if tested.ok:
+            findings.passed(osdf.SUBJECT, f"plugin test passed: {tested.reason}")
+        else:
+            findings.warn(
+                osdf.SUBJECT,
+                f"plugin test failed, osdf/pelican/stash not offered: {tested.reason}",
+                "jobs without OSDF URLs run as ever; the pilot re-tests every OSDF_CHECK_SECONDS",
+            )
     code = findings.exit_code()
     if args.json:
         document = {

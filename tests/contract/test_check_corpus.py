@@ -338,6 +338,8 @@ CORPUS = [
     case("CVMFS_MODE-unknown", "CVMFS_MODE", env(CVMFS_MODE="host")),
     case("CVMFS_CHECK_SECONDS-zero", "CVMFS_CHECK_SECONDS", env(CVMFS_CHECK_SECONDS="0")),
     case("CVMFS_CHECK_SECONDS-word", "CVMFS_CHECK_SECONDS", env(CVMFS_CHECK_SECONDS="often")),
+    case("OSDF_CHECK_SECONDS-too-often", "OSDF_CHECK_SECONDS", env(OSDF_CHECK_SECONDS="5")),
+    case("OSDF_CHECK_SECONDS-word", "OSDF_CHECK_SECONDS", env(OSDF_CHECK_SECONDS="hourly")),
     case(
         "GLIDEIN_RANDOMIZE_NAME-not-boolean",
         "GLIDEIN_RANDOMIZE_NAME",

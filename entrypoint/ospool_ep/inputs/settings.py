@@ -57,6 +57,7 @@ class Settings:
     cvmfs_mode: Literal["auto", "bind", "cvmfsexec", "none"] = default("CVMFS_MODE")
     """How CVMFS is provided (SPEC 9.1): auto picks bind, then cvmfsexec, then none."""
     cvmfs_check_seconds: int = default("CVMFS_CHECK_SECONDS")
+    osdf_check_seconds: int = default("OSDF_CHECK_SECONDS")
     """Period of the startd cron job that re-checks the repos (SPEC 9.3; upstream: 4m)."""
     token_text: str | None = field(default=None, repr=False)
     randomize_name: bool = default("GLIDEIN_RANDOMIZE_NAME")

@@ -199,6 +199,14 @@ VARIABLES: tuple[Variable, ...] = (
         default=240,
         unit="seconds",
     ),
+    Variable(
+        "OSDF_CHECK_SECONDS",
+        "osdf_check_seconds",
+        _int(10, 24 * 3600, "seconds"),
+        "OSDF plugin re-test period",
+        default=1800,
+        unit="seconds",
+    ),
     Variable("TOKEN", "token_text", str.strip, "token text", secret=True),
     Variable(
         "GLIDEIN_RANDOMIZE_NAME",

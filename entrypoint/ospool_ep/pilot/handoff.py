@@ -67,6 +67,9 @@ class Launch:
     cvmfs_repos: tuple[str, ...] = ()
     cvmfs_healthy: dict[str, bool] = field(default_factory=dict)
     """Repository -> healthy at start; the startd cron job publishes later changes."""
+    osdf_plugin: str | None = None
+    """The OSDF plugin the supervisor tests and offers; None: not offered."""
+    osdf_check_seconds: int = 1800
     plan_blob: str = ""
     """The prepared plan and tokens, opaque here: a reload hands it to a child that
     imports the heavy modules (:func:`ospool_ep.prepare.reload_pilot`)."""

@@ -30,7 +30,7 @@ from ospool_ep.inputs import attributes, policy
 from ospool_ep.inputs import tokens as tokens_mod
 from ospool_ep.inputs.pools import resolve_pool
 from ospool_ep.inputs.settings import Settings, input_files, load_settings
-from ospool_ep.pilot import containment
+from ospool_ep.pilot import containment, osdf
 from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.render import PilotPlan
 
@@ -62,6 +62,9 @@ class Host:
     gpu_discovery: Path = gpus.DISCOVERY
     kernel: str = ""
     """The running kernel's release (``uname -r``), published as OSG_OS_KERNEL."""
+    osdf_plugin: str | None = None
+    """The OSDF plugin's path (:func:`ospool_ep.pilot.osdf.installed_plugin`)."""
+    osdf_unavailable: str = "not looked for"
 
     @classmethod
     def current(cls) -> Host:
@@ -69,6 +72,7 @@ class Host:
             user = pwd.getpwuid(os.getuid()).pw_name
         except KeyError:  # an arbitrary --user uid without a passwd entry
             user = str(os.getuid())
+        plugin, unavailable = osdf.installed_plugin()
         return cls(
             environ=dict(os.environ),
             now=time.time(),
@@ -76,6 +80,8 @@ class Host:
             hostname=socket.gethostname(),
             user=user,
             kernel=os.uname().release,
+            osdf_plugin=plugin,
+            osdf_unavailable=unavailable,
         )
 
 
@@ -241,8 +247,28 @@ def build_plan(host: Host, *, check_disk: bool = True) -> Outcome:
         containment=contained,
         random_value=random_value,
         job_os=job_image_os,
+        osdf=plan_osdf(host, settings, findings),
     )
     return Outcome(findings=findings, settings=settings, tokens=tuple(found_tokens), plan=plan)
+
+
+def plan_osdf(host: Host, settings: Settings, findings: Findings) -> osdf.OsdfPlan:
+    if host.osdf_plugin is None:
+        findings.warn(
+            osdf.SUBJECT,
+            f"not offered: {host.osdf_unavailable}; jobs with osdf://, pelican:// or stash://"
+            " URLs will not match",
+            "run the image built by this project (it ships the plugin and pelicanfs)",
+        )
+        return osdf.OsdfPlan(unavailable=host.osdf_unavailable)
+    findings.passed(
+        osdf.SUBJECT,
+        f"plugin {host.osdf_plugin}: osdf, pelican and stash offered while its test passes"
+        f" (at start, then every {settings.osdf_check_seconds} s)",
+    )
+    return osdf.OsdfPlan(
+        plugin=host.osdf_plugin, unavailable="", check_seconds=settings.osdf_check_seconds
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -127,6 +127,10 @@ def configure(
         (local_dir / name).mkdir(mode=0o755)
     config_dir = local_dir / "config"
     environment = master_environment(host.environ)
+    if plan.settings.squid_url:
+        # As OSG's pilot ("ensure HTCondor knows about our squid"): the daemons and the
+        # transfer plugins they run (curl, OSDF) use it for plain-HTTP URLs.
+        environment["http_proxy"] = plan.settings.squid_url
     launcher = None
     if plan.cvmfs is not None and plan.cvmfs.mode == "cvmfsexec":
         plan, launcher = _start_cvmfsexec(
@@ -255,6 +259,8 @@ def launch_for(
         token_expiry=tokens_mod.earliest_expiry(tokens),
         cvmfs_repos=tuple(plan.cvmfs.repos) if plan.cvmfs else (),
         cvmfs_healthy=plan.cvmfs.healthy_repos() if plan.cvmfs else {},
+        osdf_plugin=plan.osdf.plugin,
+        osdf_check_seconds=plan.osdf.check_seconds,
         plan_blob=pack(plan, tokens),
     )
 

@@ -15,18 +15,16 @@ that the collector does not list should make its startd advertise again
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
+
+from ospool_ep.pilot.child import BoundedChild
 
 QUERY_TIMEOUT_SECONDS = 20.0
 """A query still running after this is killed and counts as no answer."""
-OUTPUT_LIMIT_BYTES = 4 * 1024 * 1024
 """One pilot's slot ads are a few KiB; more is not an answer to our question."""
 UNSEEN_INTERVALS = (2.0, 2.0, 3.0, 3.0, 5.0, 5.0, 8.0)
 """Seconds between queries while the slot is not seen, then 10 s: a join is noticed
@@ -89,76 +87,19 @@ def parse_answer(*, exit_status: int, output: bytes) -> Answer:
 
 
 @dataclass
-class ProcessQueries:
+class ProcessQueries(BoundedChild):
     """One ``condor_status`` child at a time, its stdout in ``output``."""
 
-    command: Sequence[str]
-    environment: Mapping[str, str]
-    output: Path
-    clock: Callable[[], float]
     timeout: float = QUERY_TIMEOUT_SECONDS
-    pid: int | None = None
-    deadline: float = 0.0
-    killed: bool = False
-
-    def start(self) -> None:
-        if self.pid is not None:
-            return
-        self.output.unlink(missing_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW  # no CLOEXEC: it is stdout
-        self.pid = os.posix_spawn(
-            self.command[0],
-            list(self.command),
-            dict(self.environment),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(self.output), flags, 0o600),
-                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ],
-            setpgroup=0,
-            # The supervisor blocks the signals it waits for; a child must not inherit that.
-            setsigmask=(),
-            setsigdef=tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}),
-        )
-        self.deadline = self.clock() + self.timeout
-        self.killed = False
-
-    def running(self) -> bool:
-        return self.pid is not None
-
-    def expire(self, now: float) -> None:
-        if self.pid is not None and not self.killed and now >= self.deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.killed = True
 
     def finished(self, pid: int, status: int) -> Answer | None:
-        if pid != self.pid:
+        result = self.collect(pid, status)
+        if result is None:
             return None
-        self.pid = None
-        if self.killed:
+        exit_status, output = result
+        if exit_status is None:
             return Answer(answered=False)
-        return parse_answer(exit_status=status, output=_read_bounded(self.output))
-
-    def stop(self) -> None:
-        """Kill a query still running (the pilot is ending); the reaper collects it."""
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.killed = True
-
-
-def _read_bounded(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        return os.read(fd, OUTPUT_LIMIT_BYTES + 1)[:OUTPUT_LIMIT_BYTES]
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
+        return parse_answer(exit_status=exit_status, output=output)
 
 
 @dataclass

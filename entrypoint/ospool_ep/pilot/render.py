@@ -40,8 +40,9 @@ from ospool_ep.inputs.policy import Lifetime
 from ospool_ep.inputs.pools import PoolEndpoints
 from ospool_ep.inputs.settings import Settings
 from ospool_ep.inputs.values import config_unsafe_reason
-from ospool_ep.pilot import atomic, dropin
+from ospool_ep.pilot import atomic, dropin, osdf
 from ospool_ep.pilot.containment import BUILTIN_BINDS, BUILTIN_IMAGE, NOT_DECIDED, Containment
+from ospool_ep.pilot.osdf import OsdfPlan
 
 ROOT_FILE = "condor_config"
 PARSER_TIMEOUT_SECONDS = 20
@@ -66,6 +67,7 @@ BASE_PUBLISHED = (
 
 NO_GPUS = GpuReport()
 APPTAINER_NOT_TESTED = ApptainerTest(detail="not tested")
+NO_OSDF = OsdfPlan()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +96,8 @@ class PilotPlan:
     is made later, inside cvmfsexec)."""
     job_os: JobOs | None = None
     """The OS of the default job image (OSG_OS_*); None: not known, not published."""
+    osdf: OsdfPlan = NO_OSDF
+    """The OSDF plugin: rendered off; the supervisor offers it once its test passes."""
 
 
 def _checked(value: object) -> str:
@@ -299,6 +303,9 @@ def render_files(plan: PilotPlan, *, config_dir: PurePosixPath) -> dict[str, str
         target = template_name.removesuffix(".j2")
         relative = target if target == ROOT_FILE else f"{CONFIG_SUBDIR}/{target}"
         files[relative] = env.get_template(template_name).render(context)
+    # Written by code, not a template: the supervisor rewrites this file with each
+    # verdict of the plugin's test (ospool_ep.pilot.osdfcheck), in the same words.
+    files[osdf.DROPIN_FILE] = osdf.config_text(plan.osdf, None)
     return files
 
 

@@ -39,6 +39,8 @@ from ospool_ep.pilot.handoff import Launch
 from ospool_ep.pilot.lifecycle import State
 from ospool_ep.pilot.logs import Emitter, Level
 from ospool_ep.pilot.logtail import LogTailer
+from ospool_ep.pilot.osdf import OsdfPlan
+from ospool_ep.pilot.osdfcheck import OsdfCheck
 from ospool_ep.pilot.supervise import Ending, Supervisor, block_signals
 
 if TYPE_CHECKING:
@@ -240,6 +242,7 @@ class PilotHooks:
     joiner: readiness.Joiner | None = None
     metrics: Any = None
     """An ospool_ep.metrics.Metrics when METRICS_PORT is set (imported only then: RSS)."""
+    osdf: OsdfCheck | None = None
 
     def __post_init__(self) -> None:
         self.plan_blob = self.plan_blob or self.launch.plan_blob
@@ -250,6 +253,7 @@ class PilotHooks:
             Periodic("readiness", 0.0, self.observe),
             Periodic("state and metrics", STATE_SECONDS, self.report_state),
             Periodic("joining", 0.0, self.join),
+            Periodic("OSDF plugin test", 0.0, self.check_osdf),
         )
 
     @property
@@ -285,6 +289,8 @@ class PilotHooks:
         if not verdict.get("accepted"):
             return False
         self.plan_blob = str(verdict["plan_blob"])
+        if self.osdf is not None:
+            self.osdf.reapply()  # the reload rendered config.d anew, with the plugin off
         expiry = verdict.get("token_expiry")
         self.token_expiry = float(expiry) if isinstance(expiry, int | float) else None
         return True
@@ -332,12 +338,23 @@ class PilotHooks:
         del master_pid
         return state is State.RUNNING and self.advertise_again(self.clock())
 
+    def check_osdf(self, state: State, master_pid: int | None) -> bool:
+        del master_pid
+        if self.osdf is None:
+            return False
+        if state is not State.RUNNING:
+            self.osdf.stop()  # no new offers while stopping; the reaper collects it
+            return False
+        return self.osdf.tick()
+
     def startd_advertised(self) -> None:
         if self.joiner is not None:
             self.joiner.startd_advertised(self.clock())
 
     def child_exited(self, pid: int, status: int) -> None:
         """The supervisor reaped a child that is not the master: maybe our collector query."""
+        if self.osdf is not None and self.osdf.child_exited(pid, status):
+            return
         if self.observer is not None:
             self.observer.child_exited(pid, status, now=self.clock())
 
@@ -356,6 +373,7 @@ class PilotHooks:
         self.supervisor = supervisor
         self.joiner = readiness.Joiner(started_at=self.clock())
         self.start_observing()
+        self.start_osdf_checks()
         port = self.launch.metrics_port
         if port:
             from ospool_ep.pilot.metrics import Metrics  # noqa: PLC0415 - only when asked: ~8 MB RSS
@@ -367,6 +385,20 @@ class PilotHooks:
             except OSError as error:
                 self.metrics = None
                 self.event("warning", f"metrics disabled: {error}")
+
+    def start_osdf_checks(self) -> None:
+        plugin = self.launch.osdf_plugin
+        if plugin is None:
+            return
+        self.osdf = OsdfCheck(
+            plan=OsdfPlan(plugin=plugin, check_seconds=self.launch.osdf_check_seconds),
+            config_dir=self.config_dir,
+            # The master's environment: the one the starter gives the plugin for jobs.
+            environment=dict(self.launch.environment),
+            output=self.config_dir.parent / "run" / "osdf-test.out",
+            clock=self.clock,
+            event=self.event,
+        )
 
     def start_observing(self) -> None:
         """Readiness needs condor_status; without it the pilot runs, never reported ready."""
@@ -465,6 +497,8 @@ class PilotHooks:
         del reason
         if self.queries is not None:
             self.queries.stop()
+        if self.osdf is not None:
+            self.osdf.stop()
         published.withdraw(self.state_file, supervisor_pid=os.getpid())
 
 

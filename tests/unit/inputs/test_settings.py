@@ -223,6 +223,7 @@ GOOD_FORMS = [
     ("CVMFSEXEC_DEBUG", "YES", "cvmfsexec_debug", True),
     ("CVMFS_MODE", " CVMFSexec ", "cvmfs_mode", "cvmfsexec"),
     ("CVMFS_CHECK_SECONDS", "5", "cvmfs_check_seconds", 5),
+    ("OSDF_CHECK_SECONDS", " 600 ", "osdf_check_seconds", 600),
     ("GLIDEIN_RANDOMIZE_NAME", "True", "randomize_name", True),
     ("SINGULARITY_DISABLE_PID_NAMESPACES", "tRuE", "singularity_disable_pid_namespaces", True),
     ("TOPOLOGY_CHECK", "yes", "topology_check", True),
