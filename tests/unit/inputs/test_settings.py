@@ -66,6 +66,7 @@ SPEC_DEFAULTS = {
     "cvmfsexec_debug": False,
     "cvmfs_mode": "auto",
     "cvmfs_check_seconds": 240,
+    "osdf_check_seconds": 1800,
     "token_text": None,
     "randomize_name": False,
     "singularity_disable_pid_namespaces": False,
