@@ -143,6 +143,7 @@ class Session:
                 # them (the pilot sets http_proxy from OSG_SQUID_LOCATION, as OSG's does).
                 client_kwargs={"timeout": timeout, "trust_env": True},
                 oidc_timeout_seconds=1,
+                skip_instance_cache=True,
             )
             self.filesystems[federation] = fs
         return fs

@@ -1,0 +1,68 @@
+"""Transfer URLs (SPEC 7.7): what the plugin accepts, and a clear reason for what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from ospool_ep.transfer.urls import BadUrl, parse
+
+
+def test_osdf_and_stash_urls_name_objects_in_the_osdf() -> None:
+    for url in ("osdf:///ospool/ap20/data/x.dat", "stash:///ospool/ap20/data/x.dat"):
+        obj = parse(url)
+        assert obj.federation == "pelican://osg-htc.org/"
+        assert obj.path == "/ospool/ap20/data/x.dat"
+        assert obj.federation_host == "osg-htc.org"
+
+
+def test_a_host_after_osdf_is_the_first_part_of_the_path_as_the_pelican_clients_read_it() -> None:
+    assert parse("osdf://ospool/ap20/x").path == "/ospool/ap20/x"
+
+
+def test_a_pelican_url_names_its_federation_by_host_and_port() -> None:
+    obj = parse("pelican://Fed.Example.org:8444/test/a//b/")
+    assert obj.federation == "pelican://fed.example.org:8444/"
+    assert obj.path == "/test/a/b/"
+    assert obj.method == "pelican"
+
+
+def test_a_credential_name_before_the_method_is_the_jobs_token_to_use() -> None:
+    obj = parse("ligo.prod+osdf:///igwn/frames/x.gwf")
+    assert (obj.method, obj.token_name) == ("osdf", "ligo.prod")
+    assert parse("osdf:///a/b").token_name is None
+
+
+def test_directread_is_the_one_option_honoured() -> None:
+    assert parse("osdf:///a/b?directread").direct_read
+    assert not parse("osdf:///a/b").direct_read
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("", "empty"),
+        ("osdf:///a b", "space or a control character"),
+        ("osdf:///a\nb", "space or a control character"),
+        ("/ospool/x", "not a URL"),
+        ("https://cache.example.org/x", "scheme 'https' is not one of osdf, pelican, stash"),
+        ("bad name+osdf:///x", "space or a control character"),
+        ("a/b+osdf:///x", "credential name 'a/b'"),
+        ("osdf:///", "names no object"),
+        ("osdf://", "names no object"),
+        ("osdf:///a/../../etc/passwd", "'..' are not allowed"),
+        ("osdf:///a/./b", "'..' are not allowed"),
+        ("pelican:///test/x", "needs the federation's host"),
+        ("pelican://user:pw@fed.org/x", "credentials in the URL"),
+        ("pelican://fed.org:99999/x", "port '99999'"),
+        ("pelican://fed.org:http/x", "port 'http'"),
+        ("pelican://-bad-/x", "not a host name"),
+        ("osdf:///a/b?pack=auto", "option pack is not supported"),
+        ("osdf:///a/b?recursive", "option recursive is not supported"),
+        ("osdf:///a/b#frag", "fragment"),
+        ("osdf:///" + "a" * 9000, "longer than 8192"),
+    ],
+)
+def test_a_bad_url_is_refused_with_the_reason(url: str, reason: str) -> None:
+    with pytest.raises(BadUrl, match=None) as raised:
+        parse(url)
+    assert reason in str(raised.value)
