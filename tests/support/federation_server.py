@@ -34,6 +34,7 @@ import json
 import os
 import signal
 import socket
+import socketserver
 import ssl
 import sys
 import tempfile
@@ -414,6 +415,13 @@ class RoleServer(ThreadingHTTPServer):
         self.role = role
         self.context = context
         self.site: Site | None = None
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks the resolver for the bind address's FQDN: a DNS
+        # query (slow, or leaving the machine) that nothing here needs.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.socket.getsockname()[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         site = self.site
