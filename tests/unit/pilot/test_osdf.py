@@ -184,3 +184,13 @@ def test_check_waits_for_the_same_test(tmp_path: Path) -> None:
     assert passed == Verdict(True, "ok: 1 byte")
     failed = osdfcheck.test_once(plugin_script(tmp_path, 'echo "nope"; exit 1'), {})
     assert failed == Verdict(False, "nope")
+
+
+def test_a_jobs_own_transfer_plugin_is_ignored_so_none_runs_outside_its_container(
+    tmp_path: Path,
+) -> None:
+    """It would run in the starter as the pilot's uid, next to the pilot's token."""
+    plan = make_plan()
+    render.write_tree(render.render_files(plan, config_dir=tmp_path), output=tmp_path)
+    knob = "STARTER_DISABLE_USER_SUPPLIED_TRANSFER_PLUGINS"
+    assert read_knobs(tmp_path, knob)[knob] == "2"
