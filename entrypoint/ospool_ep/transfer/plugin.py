@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return selftest(invocation)
     if invocation.diagnostic:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    else:
+        # pelicanfs warns through logging's last-resort handler (stderr, which the
+        # starter puts in its log) about things the result ad already says.
+        logging.getLogger().addHandler(logging.NullHandler())
     limits = engine.Limits.from_environment(os.environ)
     if isinstance(invocation, protocol.Single):
         requests = [protocol.Request(invocation.url, invocation.destination)]
