@@ -192,7 +192,7 @@ class Session:
                     host, connect = step.server or host, step.connect_seconds or connect
                     moved = max(moved, step.progress.value)
                 errors.append(failure.message)
-                if not failure.retryable:
+                if not failure.retryable or attempts == self.limits.attempts:
                     break
                 await asyncio.sleep(self.limits.retry_pause * attempts)
         return Outcome(
