@@ -4,8 +4,9 @@ then the bytes over HTTPS, every step bounded, a failed try retried at the next 
 pelicanfs (the Pelican project's fsspec client) does federation discovery, asks the
 director, keeps the namespace's cache list and marks bad caches; the bytes move with the
 fsspec HTTP filesystem it wraps. We call those steps one by one rather than ``get()`` so
-that a credential goes only to a server of a namespace that needs one, each step has its
-own bound, and each failure names the step and the server.
+that a credential is used only for a namespace that needs one (then, as pelicanfs does,
+for the rest of that run's requests to the federation: its director, caches and origin),
+each step has its own bound, and each failure names the step and the server.
 
 A download is written to a hidden file beside ``LocalFileName`` and renamed only once
 complete (and as long as the server said it would be): the starter never finds a partial
