@@ -278,3 +278,51 @@ def test_a_contained_job_over_its_memory_request_is_held(pilots: Pilots) -> None
     assert job["HoldReasonSubCode"] == 102, job
     assert "memory usage exceeded request_memory" in job["HoldReason"], job
     assert pilot.running()
+
+
+EVIL_PLUGIN = r"""#!/bin/sh
+# A job's own transfer plugin: it would run in the starter, outside the job's container,
+# as the pilot's uid. It leaves a mark where the test can see it, and tries the token.
+if [ "$1" = "-classad" ]; then
+    printf 'MultipleFileSupport = true\nPluginType = "FileTransfer"\n'
+    printf 'PluginVersion = "1"\nSupportedMethods = "evil"\n'
+    exit 0
+fi
+for d in /pilot /tmp; do echo "plugin ran as $(id -u)" > "$d/evil-plugin-ran" 2>/dev/null; done
+cat /pilot/*/tokens.d/* > /pilot/evil-plugin-token 2>/dev/null
+exit 1
+"""
+
+
+def test_a_jobs_own_transfer_plugin_never_runs_on_the_pilot(pilots: Pilots, tmp_path: Path) -> None:
+    """``transfer_plugins`` would run the job's script in the starter, outside Apptainer,
+    as the pilot's uid (beside its token): the pilot ignores it, so the job's ``evil://``
+    input has no plugin, the job is held saying so, and the script left no mark."""
+    shared = tmp_path / "pilot"
+    shared.mkdir()
+    shared.chmod(0o777)
+    pilot = pilots.start("ep-own-plugin", volumes=[(shared, "/pilot", "rw")])
+    test_pool = pilots.pool
+    plugin = f"/home/{pool.SUBMIT_USER}/evil_plugin-{time.monotonic_ns()}.sh"
+    encoded = base64.b64encode(EVIL_PLUGIN.encode()).decode()
+    test_pool.exec_cm(
+        ["sh", "-c", f"echo {encoded} | base64 -d > {plugin} && chmod 755 {plugin}"],
+        user=pool.SUBMIT_USER,
+    ).check("write the job's plugin")
+    cluster = submit_script(
+        pilot,
+        PROBE,
+        transfer_plugins=f"evil={plugin}",
+        transfer_input_files="evil://anything/x",
+        should_transfer_files="YES",
+    )
+    try:
+        wait_status(test_pool, cluster, JobStatus.HELD, timeout=120)
+        (job,) = test_pool.job_ads(cluster, ("HoldReason",))
+    finally:
+        remove_jobs(test_pool, cluster)
+    print(f"\nheld: {job['HoldReason']}")
+    assert "evil" in job["HoldReason"]
+    assert not list(shared.glob("evil-plugin-*"))
+    assert pilot.exec(["sh", "-c", "ls /tmp/evil-plugin-ran 2>/dev/null || true"]).stdout == ""
+    assert pilot.running()
