@@ -40,10 +40,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="ospool-ep-check-") as scratch:
             render.write_and_verify(outcome.plan, output=Path(scratch), findings=findings)
     plan.check_htcondor_installed(findings)
-    if args.osdf and outcome.plan is not None and outcome.plan.osdf.plugin is not None:
+    if args.osdf is not None and outcome.plan is not None and outcome.plan.osdf.plugin:
         from ospool_ep.pilot import osdf, osdfcheck
 
-        tested = osdfcheck.test_once(outcome.plan.osdf.plugin, host.environ)
+        tested = osdfcheck.test_once(outcome.plan.osdf.plugin, host.environ, url=args.osdf)
         if tested.ok:
             findings.passed(osdf.SUBJECT, f"plugin test passed: {tested.reason}")
         else:
@@ -276,8 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable report")
     check.add_argument(
         "--osdf",
-        action="store_true",
-        help="also fetch the OSDF test object through the plugin, as the pilot does (seconds)",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="also fetch the OSDF test object (or URL) through the plugin, as the pilot does",
     )
     check.set_defaults(handler=cmd_check)
 

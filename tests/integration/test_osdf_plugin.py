@@ -14,8 +14,10 @@ no partial file is ever left under the name the starter asked for; the exit stat
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -435,3 +437,55 @@ def test_the_capability_ad_offers_osdf_pelican_and_stash(
     ad = ads[0]
     assert ad["SupportedMethods"] == "osdf,pelican,stash"
     assert (ad["PluginType"], ad["MultipleFileSupport"]) == ("FileTransfer", True)
+
+
+def check_env(running: RunningFederation, root: Path) -> dict[str, str]:
+    """What ``ospool-ep check`` needs to get as far as the plugin: a token, the names."""
+    tokens = root / "tokens"
+    tokens.mkdir()
+    token = tokens / "flock.opensciencegrid.org"
+
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    claims = {"iss": "pool.example", "sub": "ep", "iat": int(time.time()), "exp": 4102444800}
+    token.write_text(f"{part({'alg': 'HS256', 'kid': 'POOL'})}.{part(claims)}.c2lnbmF0dXJl\n")
+    token.chmod(0o600)
+    return {
+        **plugin_env(running),
+        "HOME": str(root),
+        "GLIDEIN_Site": "Example",
+        "GLIDEIN_ResourceName": "Example_CE",
+        "TOKEN_DIR": str(tokens),
+        "PILOT_DIR": str(root),
+        "EXTRA_ATTRIBUTES_FILE": str(root / "none"),
+        "MIN_DISK_GB": "0",
+        "JOB_CONTAINMENT": "none",
+    }
+
+
+def test_check_osdf_runs_the_pilots_test_and_prints_its_verdict(
+    running: RunningFederation, tmp_path: Path
+) -> None:
+    """``ospool-ep check --osdf URL``: the same test the pilot runs, its line in the report;
+    a failing test is a WARN (jobs without OSDF URLs run as ever), never a FAIL."""
+    ospool_ep = PLUGIN.parent / "ospool-ep"
+    env = check_env(running, tmp_path)
+
+    def check(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ospool_ep), "check", "--osdf", url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BOUND * 2,
+            check=False,
+        )
+
+    passed = check(running.url("/test/hello.txt"))
+    line = next(line for line in passed.stdout.splitlines() if "plugin test" in line)
+    assert "PASS" in line and f"{len(HELLO)} bytes" in line, passed.stdout
+    failed = check(running.url("/test/no-such-object"))
+    line = next(line for line in failed.stdout.splitlines() if "plugin test" in line)
+    assert "WARN" in line and "no such object" in line, failed.stdout
+    assert failed.returncode == passed.returncode

@@ -27,15 +27,16 @@ from ospool_ep.pilot.osdf import (
 Event = Callable[..., None]
 
 
-def selftest_command(plugin: str) -> list[str]:
-    return [plugin, "-selftest", "-timeout", f"{SELFTEST_SECONDS - 5:g}"]
+def selftest_command(plugin: str, url: str = "") -> list[str]:
+    """The plugin's test of ``url`` (default: OSG's test object), ending inside our bound."""
+    return [plugin, "-selftest", *([url] if url else []), "-timeout", f"{SELFTEST_SECONDS - 5:g}"]
 
 
-def test_once(plugin: str, environment: Mapping[str, str]) -> Verdict:
-    """The same test, waited for (``ospool-ep check``)."""
+def test_once(plugin: str, environment: Mapping[str, str], *, url: str = "") -> Verdict:
+    """The same test, waited for (``ospool-ep check --osdf [URL]``)."""
     try:
         done = subprocess.run(
-            selftest_command(plugin),
+            selftest_command(plugin, url),
             env=dict(environment),
             stdin=subprocess.DEVNULL,
             capture_output=True,
