@@ -246,9 +246,11 @@ class Session:
                     )
                 )
             part.replace(local)
-        except BaseException:
+        except BaseException as error:
             part.unlink(missing_ok=True)
-            if not obj.direct_read:
+            if not obj.direct_read and not isinstance(error, FileNotFoundError):
+                # The next try (and the batch's next file) goes to another cache; a
+                # missing object is missing everywhere and says nothing of this cache.
                 fs._bad_cache(url, RuntimeError(step.name))
             raise
         return size
