@@ -5,6 +5,13 @@
 # No registry:   scripts/build-image.sh  (debootstrap base, then
 #                podman build --format docker --build-arg BASE_IMAGE=localhost/debian-<suite>-base:latest)
 #
+# pelicanfs (the osdf:// transfer plugin's client) and the few modules it needs
+# that Debian has no package of are pinned, hashed pure-Python wheels
+# (scripts/image-wheels.txt). scripts/build-image.sh downloads them on the host
+# into .whl/ in the build context, since pip inside a build here cannot reach
+# PyPI; a build with no .whl/ (a plain `docker build` on a normal host) has pip
+# fetch the same pinned files from PyPI, and stops saying what to do if it cannot.
+#
 # Build with `--format docker` under podman/buildah: the OCI image format has
 # no HEALTHCHECK, and buildah drops it with only a warning.
 #
@@ -27,7 +34,10 @@ ARG BASE_IMAGE=debian:${DEBIAN_SUITE}-slim
 # ---------------------------------------------------------------------------
 # runtime: HTCondor, Apptainer and the Python dependencies, all from Debian packages.
 #   condor ships the daemons, the tools and the Python bindings htcondor2/classad2,
-#   which satisfy the `htcondor` dependency.
+#   which satisfy the `htcondor` dependency. The second python3-* group is what
+#   pelicanfs imports (its wheels come in the build stage): aiohttp, cachetools,
+#   fsspec; jwt and cryptography for scitokens; aiowebdav2 where the suite packages
+#   it (forky), else the packages aiowebdav2's wheel imports (trixie).
 FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_SUITE
 ARG APPTAINER_SUITE=sid
@@ -50,30 +60,43 @@ ENV LANG=C.UTF-8 \
 #   unprivileged, and that allows only --network=none, which needs no plugin
 #   ("network requires root or a suid installation"; tried with Apptainer 1.4.5).
 # - /usr/share/bootstrap-html: the HTML manual of Bootstrap, which condor depends on.
+# - the recorded HTTP sessions of fsspec's tests (7.5 MB of python3-fsspec's 11 MB;
+#   its test modules stay: py3compile fails on a .py it cannot find).
 # systemd-standalone-tmpfiles is one of the alternatives condor's cryptsetup-bin
 # depends on; without it apt picks systemd itself (20 MB, no use in a container).
 COPY scripts/image-apt-suite.sh /usr/local/sbin/image-apt-suite
 RUN printf 'path-exclude %s\n' '/usr/lib/cni/*' '/usr/share/bootstrap-html/*' \
+        '/usr/lib/python3/dist-packages/fsspec/implementations/tests/cassettes/*' \
         >/etc/dpkg/dpkg.cfg.d/ospool-ep-unused \
  && image-apt-suite add "$DEBIAN_SUITE" "$APPTAINER_SUITE" "$APT_EXPIRED_SUITES" \
  && apt-get update \
+ && if apt-cache show python3-aiowebdav2 >/dev/null 2>&1; then webdav=python3-aiowebdav2; \
+    else webdav='python3-aiofiles python3-dateutil python3-lxml python3-yarl'; fi \
  && apt-get install -y --no-install-recommends \
         condor \
         python3 \
         python3-jinja2 \
         python3-requests \
         python3-prometheus-client \
+        python3-aiohttp \
+        python3-cachetools \
+        python3-cryptography \
+        python3-fsspec \
+        python3-jwt \
+        $webdav \
         ca-certificates \
         systemd-standalone-tmpfiles \
         ${APPTAINER_SUITE:+apptainer squashfuse fuse3} \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log \
  && python3 -c 'import htcondor2, classad2, jinja2, requests, prometheus_client' \
+ && python3 -c 'import aiohttp, cachetools, cryptography, fsspec, jwt' \
  && { [ -z "$APPTAINER_SUITE" ] || apptainer version; }
 
 # ---------------------------------------------------------------------------
 # build: install the project from the build context, without PyPI, into a
-# staging root so pip and setuptools stay out of the final image.
+# staging root so pip and setuptools stay out of the final image; then the
+# wheels of scripts/image-wheels.txt (see the header), the same way.
 FROM runtime AS build
 LABEL org.ospool-ep.stage=build
 
@@ -86,6 +109,25 @@ RUN pip install --no-index --no-build-isolation --no-deps --break-system-package
         --root /staging --root-user-action=ignore --no-warn-script-location \
         /src \
  && rm -rf /staging/root
+
+# The wheels go where the project went (/usr/local/lib/python3.X/dist-packages),
+# without their dependencies (Debian's, above). aiowebdav2's line is dropped
+# where Debian's package is there. scitokens' admin tools are of no use here, nor
+# the empty top-level __init__.py that pelicanfs' wheel puts in dist-packages.
+RUN cp /src/scripts/image-wheels.txt /tmp/wheels.txt \
+ && if python3 -c 'import aiowebdav2' 2>/dev/null; then sed -i '/^aiowebdav2==/d' /tmp/wheels.txt; fi \
+ && if [ -d /src/.whl ]; then from='--no-index --find-links /src/.whl'; \
+    else from='--retries 1 --timeout 30'; fi \
+ && { pip install $from --no-deps --only-binary=:all: --require-hashes -r /tmp/wheels.txt \
+        --break-system-packages --root /staging --root-user-action=ignore \
+        --no-warn-script-location \
+   || { echo >&2 "image wheels (scripts/image-wheels.txt): not in .whl/ of the build context" \
+            "and not fetched from PyPI; build with scripts/build-image.sh, or run on the host:" \
+            "python3 -m pip download --no-deps --only-binary=:all: --require-hashes" \
+            "--python-version 3.13 -d .whl -r scripts/image-wheels.txt"; exit 1; }; } \
+ && rm -rf /staging/root /staging/usr/local/bin/scitokens-* /tmp/wheels.txt \
+        /staging/usr/local/lib/python3*/dist-packages/__init__.py \
+        /staging/usr/local/lib/python3*/dist-packages/__pycache__
 
 # ---------------------------------------------------------------------------
 # cvmfsexec (SPEC 9.4): only with --build-arg CVMFSEXEC_VERSION=<tag>|latest.
@@ -193,7 +235,7 @@ RUN image-apt-suite remove \
  && mkdir -p /pilot /etc/condor/tokens-orig.d /etc/osg \
  && chown osg:osg /pilot \
  && chmod 1777 /pilot \
- && python3 -c 'import ospool_ep' \
+ && python3 -c 'import ospool_ep, pelicanfs; from pelicanfs.core import PelicanFileSystem' \
  && command -v ospool-ep
 
 # HTCondor's tools in `docker exec` sessions (condor_who, condor_config_val,

@@ -12,6 +12,8 @@
 #                    (default: sid for forky and sid, none for trixie, which has none)
 #   BASE_IMAGE       base to build from (default localhost/debian-<suite>-base:latest,
 #                    made by scripts/build-base-image.sh when missing)
+#   PYTHON           the host Python whose pip downloads the image's wheels
+#                    (default python3, else .venv's when python3 has no pip)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,6 +37,40 @@ expired() {
         sed -n 's/^Valid-Until: //p' | head -n1)" || return 1
     [[ -n "$until" ]] && (($(date -d "$until" +%s) < $(date +%s)))
 }
+
+# The pinned wheels the image installs beyond Debian's packages
+# (scripts/image-wheels.txt; Dockerfile, build stage), fetched here on the host:
+# pip inside the build cannot reach PyPI on this project's machines. Nothing is
+# downloaded when .whl/ already holds a file of every pinned hash.
+wheel_list="$here/image-wheels.txt"
+wheel_dir="$repo/.whl"
+missing_wheels() {
+    comm -23 \
+        <(grep -o 'sha256:[0-9a-f]*' "$wheel_list" | cut -d: -f2 | sort -u) \
+        <(find "$wheel_dir" -maxdepth 1 -name '*.whl' -exec sha256sum {} + 2>/dev/null |
+            cut -d' ' -f1 | sort -u)
+}
+fetch_wheels() {
+    [[ -z "$(missing_wheels)" ]] && return 0
+    local python="${PYTHON:-python3}"
+    if ! "$python" -m pip --version >/dev/null 2>&1 && [[ -z "${PYTHON:-}" && -x "$repo/.venv/bin/python" ]]; then
+        python="$repo/.venv/bin/python"
+    fi
+    log "downloading the wheels of scripts/image-wheels.txt into .whl/ ($python -m pip)"
+    mkdir -p "$wheel_dir"
+    # --python-version: the oldest Python of the image's variants (trixie), not the host's.
+    if ! "$python" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+        --python-version 3.13 -d "$wheel_dir" -r "$wheel_list"; then
+        log "cannot download the image's wheels: this needs pip ($python -m pip) and PyPI"
+        log "on this host; or put the files pinned in scripts/image-wheels.txt into $wheel_dir"
+        exit 1
+    fi
+    if [[ -n "$(missing_wheels)" ]]; then
+        log "$wheel_dir still lacks a wheel of sha256 $(missing_wheels | tr '\n' ' ')"
+        exit 1
+    fi
+}
+fetch_wheels
 
 eval "$("$here/setup-host.sh")"
 DEBIAN_SUITE="$suite" BASE_IMAGE="$base" "$here/build-base-image.sh"
