@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="ospool-ep-check-") as scratch:
             render.write_and_verify(outcome.plan, output=Path(scratch), findings=findings)
     plan.check_htcondor_installed(findings)
-    if outcome.plan is not None and outcome.plan.osdf.plugin is not None:
+    if args.osdf and outcome.plan is not None and outcome.plan.osdf.plugin is not None:
         from ospool_ep.pilot import osdf, osdfcheck
 
         tested = osdfcheck.test_once(outcome.plan.osdf.plugin, host.environ)
@@ -274,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="run every validation and detection; start nothing")
     check.add_argument("--json", action="store_true", help="machine-readable report")
+    check.add_argument(
+        "--osdf",
+        action="store_true",
+        help="also fetch the OSDF test object through the plugin, as the pilot does (seconds)",
+    )
     check.set_defaults(handler=cmd_check)
 
     render = commands.add_parser("render", help="write the HTCondor configuration run would use")

@@ -1,4 +1,4 @@
-"""OSDF transfers on this pilot: whether the osdf/pelican/stash plugin is offered (SPEC 7.7).
+"""OSDF transfers on this pilot: whether the osdf/pelican/stash plugin is offered.
 
 As OSG's pilot does (osg-flock's pelican-setup), the plugin is run once on a known object
 before its methods are offered, and a plugin that fails is not offered: its reason is the
@@ -77,7 +77,7 @@ def verdict_from(exit_status: int | None, output: bytes) -> Verdict:
 def config_text(plan: OsdfPlan, verdict: Verdict | None) -> str:
     """The configuration for a verdict (None: before the first test; also at render)."""
     lines = [
-        "# OSDF (Pelican) transfers (SPEC 7.7): osdf, pelican and stash URLs.",
+        "# OSDF (Pelican) transfers: osdf, pelican and stash URLs.",
         "ENABLE_URL_TRANSFERS = True",
     ]
     if plan.plugin is not None and verdict is not None and verdict.ok:

@@ -1,5 +1,5 @@
 """OSDF/Pelican transfers: the HTCondor file-transfer plugin for ``osdf``, ``pelican`` and
-``stash`` URLs, and its self-test (SPEC 7.7).
+``stash`` URLs, and its self-test.
 
 Data flows one way: the starter's request file -> :mod:`.protocol` (parsed requests) ->
 :mod:`.urls` (validated object addresses) -> :mod:`.tokens` (the job's credential, if it

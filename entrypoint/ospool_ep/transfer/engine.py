@@ -4,8 +4,9 @@ then the bytes over HTTPS, every step bounded, a failed try retried at the next 
 pelicanfs (the Pelican project's fsspec client) does federation discovery, asks the
 director, keeps the namespace's cache list and marks bad caches; the bytes move with the
 fsspec HTTP filesystem it wraps. We call those steps one by one rather than ``get()`` so
-that a credential goes only to a server of a namespace that needs one, each step has its
-own bound, and each failure names the step and the server.
+that a credential is used only for a namespace that needs one (then, as pelicanfs does,
+for the rest of that run's requests to the federation: its director, caches and origin),
+each step has its own bound, and each failure names the step and the server.
 
 A download is written to a hidden file beside ``LocalFileName`` and renamed only once
 complete (and as long as the server said it would be): the starter never finds a partial
@@ -192,7 +193,7 @@ class Session:
                     host, connect = step.server or host, step.connect_seconds or connect
                     moved = max(moved, step.progress.value)
                 errors.append(failure.message)
-                if not failure.retryable:
+                if not failure.retryable or attempts == self.limits.attempts:
                     break
                 await asyncio.sleep(self.limits.retry_pause * attempts)
         return Outcome(
@@ -215,6 +216,7 @@ class Session:
         self, obj: ObjectUrl, local: Path, token: tokens.Token | None, step: Step
     ) -> int:
         fs = await self.filesystem(obj.federation)
+        await discover(fs)
         if token is not None:
             # Sent only where the director marks the namespace as needing one.
             fs.token = f"Bearer {token.text}"
@@ -222,7 +224,7 @@ class Session:
         if obj.direct_read:
             url, director = await fs.get_origin_url(obj.path)
         else:
-            url, director = await fs.get_working_cache(obj.path)
+            url, director = await working_cache(fs, obj.path)
         step.mark_server(url)
         headers = auth_headers(director, token)
         if local.is_dir():
@@ -263,6 +265,7 @@ class Session:
         if not local.is_file():
             raise TransferFailed(Failure(ErrorType.PARAMETER, f"{local} is not a regular file"))
         fs = await self.filesystem(obj.federation)
+        await discover(fs)
         step.name = "asking the director for the origin"
         url, _ = await fs.get_origin_url(obj.path)
         step.mark_server(url)
@@ -272,6 +275,36 @@ class Session:
             str(local), url, method="put", callback=step.progress, **headers
         )
         return size
+
+
+async def discover(fs: PelicanFileSystem) -> None:
+    """The federation's discovery, once per filesystem, while the step is still "finding the
+    federation": pelicanfs would do it inside the director lookup, and a federation that is
+    down would read as a director that is."""
+    await fs._set_director_url()
+
+
+async def working_cache(fs: PelicanFileSystem, path: str) -> tuple[str, Any]:
+    """pelicanfs's choice of cache; in a namespace that needs a token, the director's first
+    cache when pelicanfs finds none working.
+
+    pelicanfs probes caches with HEAD and takes any answer but 2xx, 3xx or 404 for a broken
+    cache, a 401/403 for a refused or missing token too: the job would be told "no working
+    cache", retried, and its credential never refreshed. Reading from the first cache lets
+    that cache's own answer (HTTP 403: Authorization, ShouldRefresh) be the reason.
+    """
+    from pelicanfs.dir_header_parser import parse_director_response  # noqa: PLC0415
+    from pelicanfs.exceptions import NoAvailableSource  # noqa: PLC0415
+
+    try:
+        url, director = await fs.get_working_cache(path)
+    except NoAvailableSource:
+        director = parse_director_response(await fs.get_director_headers(path))
+        namespace = director.x_pel_ns_hdr
+        if namespace is None or not namespace.require_token or not director.object_servers:
+            raise
+        url = director.object_servers[0]
+    return url, director
 
 
 @dataclass

@@ -29,13 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"ospool-ep-pelican-plugin: {error}", file=sys.stderr)
         return int(Exit.FAILURE)
+    if getattr(invocation, "diagnostic", False):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    else:
+        # pelicanfs warns through logging's last-resort handler (stderr, which the
+        # starter puts in its log) about things the result ad already says.
+        logging.getLogger().addHandler(logging.NullHandler())
     if isinstance(invocation, protocol.Capabilities):
         sys.stdout.write(_ads([protocol.capabilities()]))
         return int(Exit.SUCCESS)
     if isinstance(invocation, protocol.SelfTest):
         return selftest(invocation)
-    if invocation.diagnostic:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     limits = engine.Limits.from_environment(os.environ)
     if isinstance(invocation, protocol.Single):
         requests = [protocol.Request(invocation.url, invocation.destination)]

@@ -10,7 +10,7 @@ Which one a URL uses:
   (read from the token's unverified payload: the server verifies it) cover the object.
 
 Only the job's credentials are looked at, never the pilot's token or environment.
-A token travels to the federation only where its director says the namespace needs one.
+A token is used only for a namespace whose director says it needs one (uploads: always).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTCondor's plugin protocol (SPEC 7.7): command lines, request ads, result ads, exit codes."""
+"""HTCondor's plugin protocol: command lines, request ads, result ads, exit codes."""
 
 from __future__ import annotations
 

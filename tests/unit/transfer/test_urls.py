@@ -1,4 +1,4 @@
-"""Transfer URLs (SPEC 7.7): what the plugin accepts, and a clear reason for what it refuses."""
+"""Transfer URLs: what the plugin accepts, and a clear reason for what it refuses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job's credential for a transfer (SPEC 7.7): only the job's, only where it fits."""
+"""The job's credential for a transfer: only the job's, only where it fits."""
 
 from __future__ import annotations
 
