@@ -117,7 +117,9 @@ def osdf_pilot(
     try:
         yield pilot
     finally:
-        print(f"\n--- pilot {pilot.name} output (tail) ---\n{pilot.logs()[-4000:]}")
+        saved = tmp_path_factory.getbasetemp() / f"{pilot.name}.log"
+        saved.write_text(pilot.logs())
+        print(f"\npilot {pilot.name}: its whole output is in {saved}")
         made.remove_all()
 
 
@@ -190,6 +192,7 @@ def test_a_job_with_an_osdf_input_runs_and_gets_the_object(
             "arguments": "\"-c 'sha256sum input.dat'\"",
             "transfer_input_files": f"osdf://{INPUT_PATH}",
             "should_transfer_files": "YES",
+            "request_disk": f"{4 * INPUT_SIZE >> 10}",  # KiB: the input counts
         }
     )
     try:
