@@ -51,6 +51,8 @@ NOT_OFFERED = (
 )
 PASSED = "OSDF plugin test passed"
 FAILED = "OSDF plugin test failed"
+RECONFIG = "Reconfiguring all managed daemons"
+"""The master's line for each reconfig (MasterLog, in the pilot's log stream)."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,7 @@ def test_a_missing_input_object_holds_the_job_with_the_reason(
         print(f"\nmissing object: held after {seconds} s: {held}")
         reason = str(held["HoldReason"])
         assert missing in reason, reason
+        assert "no such object" in reason, reason
         assert held["HoldReasonCode"] == 13, held  # TransferInputError
     finally:
         remove_jobs(pilot.pool, cluster)
@@ -243,3 +246,37 @@ def test_a_missing_input_object_holds_the_job_with_the_reason(
         wait_status(pilot.pool, after, JobStatus.COMPLETED, timeout=120)
     finally:
         remove_jobs(pilot.pool, after)
+
+
+def test_passing_again_does_not_reconfigure(osdf_pilot: Pilot, stand_in: StandIn) -> None:
+    """Every period re-runs the test; a pass after a pass (its line names another
+    transfer time) writes nothing and asks for no reconfig."""
+    pilot = osdf_pilot
+    ensure_offered(pilot, stand_in)
+    first = pilot.logs().count(PASSED)
+    reconfigs = pilot.logs().count(RECONFIG)
+
+    def fetches() -> int:
+        return sum(
+            1
+            for r in stand_in.requests(SELFTEST_PATH)
+            if (r["role"], r["method"]) == ("cache", "GET")
+        )
+
+    def unchanged() -> None:
+        logs = pilot.logs()
+        assert logs.count(PASSED) == first, [line for line in logs.splitlines() if PASSED in line]
+        assert logs.count(RECONFIG) == reconfigs
+
+    before = fetches()
+    # A deadline, not a sleep: the logs are checked all along, and a few seconds past
+    # the second fetch, when its verdict has landed.
+    deadline = time.monotonic() + 3 * CHECK_SECONDS + 20
+    settled: float | None = None
+    while settled is None or time.monotonic() < settled:
+        unchanged()
+        if settled is None and fetches() >= before + 2:
+            settled = time.monotonic() + 3
+        assert time.monotonic() < deadline, "fewer than two self-tests in three periods"
+        time.sleep(0.5)
+    unchanged()
