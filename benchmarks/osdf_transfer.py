@@ -161,6 +161,10 @@ def figures(result: Mapping[str, list[float]], size: int) -> dict[str, Any]:
         "curl_plugin: MB/s": mb / median["curl"],
         f"ratio curl time / plugin time (target >= {TARGET_RATIO})": median["curl"]
         / median["plugin"],
+        "ratio of the data parts (each minus its 1 KiB fetch: fixed costs out)": (
+            median["curl"] - median["curl_tiny"]
+        )
+        / (median["plugin"] - median["plugin_tiny"]),
         "pelican plugin: -classad wall s (start-up, no transfer)": median["classad"],
         "pelican plugin: 1 KiB object wall s (start-up + federation steps)": median["plugin_tiny"],
         "curl_plugin: 1 KiB object wall s": median["curl_tiny"],
