@@ -162,7 +162,8 @@ def transfer(
     started = time.monotonic()
     result = run_plugin(args, env=env, cwd=work)
     seconds = time.monotonic() - started
-    ads = [dict(ad) for ad in classad2.parseAds(outfile.read_text())]
+    # The starter reads the outfile with the new-syntax parser only (HTCondor 25).
+    ads = [dict(ad) for ad in classad2.parseAds(outfile.read_text(), classad2.ParserType.New)]
     assert len(ads) == len(requests), result.stderr
     return Run(result.returncode, ads, result.stdout, result.stderr, seconds)
 

@@ -59,7 +59,7 @@ def batch(invocation: protocol.Batch, limits: engine.Limits) -> int:
         _write(outfile, "")
         return int(Exit.FAILURE)
     outcomes = _run(requests, upload=invocation.upload, limits=limits)
-    _write(outfile, _ads([protocol.result_ad(o) for o in outcomes]))
+    _write(outfile, _result_ads([protocol.result_ad(o) for o in outcomes]))
     for outcome in outcomes:
         if outcome.failure is not None:
             print(f"{outcome.request.url}: {outcome.failure.message}", file=sys.stderr)
@@ -126,6 +126,22 @@ def _ads(ads: Sequence[dict[str, object]]) -> str:
     import classad2  # noqa: PLC0415
 
     return "".join(classad2.ClassAd(ad).printOld() + "\n" for ad in ads)
+
+
+def _result_ads(ads: Sequence[dict[str, object]]) -> str:
+    """The outfile: one new-syntax ad (``[ A = 1; ... ]``) per line. The starter reads it
+    with the new-syntax parser only (HTCondor 25: an old-syntax file is "no valid classads
+    in output file", the transfer failed though the plugin exited 0); -classad's answer
+    on stdout stays old syntax, as HTCondor's own plugins print it."""
+    import classad2  # noqa: PLC0415
+
+    # str() is the new syntax over indented lines; a value holds no raw line break
+    # (strings are escaped), so the lines join into one without changing the ad.
+    return "".join(
+        " ".join(part.strip() for part in str(classad2.ClassAd(ad)).splitlines() if part.strip())
+        + "\n"
+        for ad in ads
+    )
 
 
 def _write(path: Path, text: str) -> None:

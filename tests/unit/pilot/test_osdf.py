@@ -144,6 +144,21 @@ def test_the_same_verdict_again_changes_nothing(tmp_path: Path) -> None:
     assert len(events) == 1 and events[0][0] == "warning"
 
 
+def test_a_second_pass_with_other_words_changes_nothing(tmp_path: Path) -> None:
+    """A pass names its transfer time, different each run: no new drop-in, no reconfig."""
+    events: list[tuple[str, str]] = []
+    check = make_check(tmp_path, plugin_script(tmp_path, 'echo "ok: in $$ s"'), events)
+    check.tick()
+    reap(check)
+    assert check.tick() is True
+    first = check.applied
+    check.due = 0.0
+    check.tick()
+    reap(check)
+    assert check.tick() is False
+    assert check.applied == first and len(events) == 1
+
+
 def test_a_test_past_its_time_is_killed_and_fails(tmp_path: Path) -> None:
     events: list[tuple[str, str]] = []
     check = make_check(tmp_path, plugin_script(tmp_path, "exec sleep 60"), events)
