@@ -27,7 +27,7 @@ from ospool_ep.exitcodes import ExitCode
 from ospool_ep.findings import Findings, Status
 from ospool_ep.inputs import tokens as tokens_mod
 from ospool_ep.inputs.attributes import load_extra_attributes_file
-from ospool_ep.pilot import atomic, render
+from ospool_ep.pilot import atomic, render, transferservice
 from ospool_ep.pilot import workdir as pilotdir
 from ospool_ep.pilot.handoff import Launch
 from ospool_ep.pilot.logs import Emitter, Level
@@ -44,6 +44,7 @@ from ospool_ep.pilot.plan import (
 from ospool_ep.pilot.render import PilotPlan
 from ospool_ep.pilot.run import report_leftover
 from ospool_ep.pilot.statefile import UntrustedStateError, state_path, trusted_directory
+from ospool_ep.transfer import client
 
 CHILD_ENV_DROPPED = ("TOKEN", "NOTIFY_START_URL", "NOTIFY_STOP_URL")
 """Never passed to condor_master (and so to no daemon or job)."""
@@ -127,6 +128,12 @@ def configure(
         (local_dir / name).mkdir(mode=0o755)
     config_dir = local_dir / "config"
     environment = master_environment(host.environ)
+    if plan.osdf.plugin is not None:
+        socket = transferservice.socket_for(local_dir / "run")
+        if socket is None:
+            emitter.event("info", "PILOT_DIR is too long for the OSDF transfer service's socket")
+        else:
+            environment[client.SOCKET_VARIABLE] = str(socket)
     if plan.settings.squid_url:
         # As OSG's pilot ("ensure HTCondor knows about our squid"): the daemons and the
         # transfer plugins they run (curl, OSDF) use it for plain-HTTP URLs.

@@ -42,6 +42,8 @@ from ospool_ep.pilot.logtail import LogTailer
 from ospool_ep.pilot.osdf import OsdfPlan
 from ospool_ep.pilot.osdfcheck import OsdfCheck
 from ospool_ep.pilot.supervise import Ending, Supervisor, block_signals
+from ospool_ep.pilot.transferservice import TransferService
+from ospool_ep.transfer.client import SOCKET_VARIABLE
 
 if TYPE_CHECKING:
     from ospool_ep.pilot.plan import Host
@@ -243,6 +245,7 @@ class PilotHooks:
     metrics: Any = None
     """An ospool_ep.metrics.Metrics when METRICS_PORT is set (imported only then: RSS)."""
     osdf: OsdfCheck | None = None
+    transfers: TransferService | None = None
 
     def __post_init__(self) -> None:
         self.plan_blob = self.plan_blob or self.launch.plan_blob
@@ -345,6 +348,8 @@ class PilotHooks:
         if state is not State.RUNNING:
             self.osdf.stop()  # no new offers while stopping; the reaper collects it
             return False
+        if self.transfers is not None:
+            self.transfers.tick()
         return self.osdf.tick()
 
     def startd_advertised(self) -> None:
@@ -354,6 +359,8 @@ class PilotHooks:
     def child_exited(self, pid: int, status: int) -> None:
         """The supervisor reaped a child that is not the master: maybe our collector query."""
         if self.osdf is not None and self.osdf.child_exited(pid, status):
+            return
+        if self.transfers is not None and self.transfers.child_exited(pid, status):
             return
         if self.observer is not None:
             self.observer.child_exited(pid, status, now=self.clock())
@@ -390,6 +397,11 @@ class PilotHooks:
         plugin = self.launch.osdf_plugin
         if plugin is None:
             return
+        if SOCKET_VARIABLE in self.launch.environment:
+            self.transfers = TransferService(
+                environment=dict(self.launch.environment), clock=self.clock, event=self.event
+            )
+            self.transfers.tick()  # before the first test, which it can then serve
         self.osdf = OsdfCheck(
             plan=OsdfPlan(plugin=plugin, check_seconds=self.launch.osdf_check_seconds),
             config_dir=self.config_dir,
@@ -499,6 +511,8 @@ class PilotHooks:
             self.queries.stop()
         if self.osdf is not None:
             self.osdf.stop()
+        if self.transfers is not None:
+            self.transfers.stop()
         published.withdraw(self.state_file, supervisor_pid=os.getpid())
 
 

@@ -129,7 +129,13 @@ class Session:
         fs = self.filesystems.get(federation)
         if fs is None:
             import aiohttp  # noqa: PLC0415 - 0.3 s; only when a transfer runs
+            import fsspec.implementations.http as fshttp  # noqa: PLC0415
             from pelicanfs.core import PelicanFileSystem  # noqa: PLC0415
+
+            # fsspec hands out one cached HTTPFileSystem per set of arguments, and
+            # pelicanfs puts a token it uses on that one's HTTP session: a session of
+            # ours must never share it (the service runs many jobs' transfers at once).
+            fshttp.HTTPFileSystem.cachable = False
 
             timeout = aiohttp.ClientTimeout(
                 total=None,

@@ -209,3 +209,33 @@ def test_a_jobs_own_transfer_plugin_is_ignored_so_none_runs_outside_its_containe
     render.write_tree(render.render_files(plan, config_dir=tmp_path), output=tmp_path)
     knob = "STARTER_DISABLE_USER_SUPPLIED_TRANSFER_PLUGINS"
     assert read_knobs(tmp_path, knob)[knob] == "2"
+
+
+def test_the_transfer_service_is_restarted_later_each_time_it_ends(tmp_path: Path) -> None:
+    from ospool_ep.pilot.transferservice import TransferService
+    from ospool_ep.transfer.client import SOCKET_VARIABLE
+
+    events: list[tuple[str, str]] = []
+    now = [0.0]
+    service = TransferService(
+        environment={SOCKET_VARIABLE: str(tmp_path / "osdf.sock")},
+        clock=lambda: now[0],
+        event=lambda level, msg, **_: events.append((level, msg)),
+        python="/bin/false",
+    )
+    delays = []
+    for _ in range(3):
+        service.tick()
+        assert service.pid is not None
+        pid, status = os.waitpid(service.pid, 0)
+        assert service.child_exited(pid, status)
+        delays.append(service.next_start - now[0])
+        service.tick()
+        assert service.pid is None  # not before its time
+        now[0] = service.next_start
+    assert delays == [1.0, 2.0, 4.0]
+    assert all(level == "warning" and "exit 1" in msg for level, msg in events)
+    assert not service.child_exited(12345, 0)  # not ours
+    service.stop()
+    service.tick()
+    assert service.pid is None  # stopped: never again
