@@ -11,7 +11,8 @@ at ``/etc/ssl/certs/ca-certificates.crt``) serves one object of ``--size-mb`` MB
 the same object is fetched N times by each of, alternating (plugin first in even
 rounds, curl first in odd ones):
 
-- the product: ``ospool-ep-pelican-plugin -infile IN -outfile OUT`` with
+- the product: ``ospool-ep-pelican-plugin -infile IN -outfile OUT``, served by the pilot's
+  transfer service as in a pilot (and, for comparison, alone: no service), with
   ``pelican://127.0.0.1:DISCOVERY/test/big`` (discovery, the director's redirect, then
   the cache, as a job's ``osdf://`` input goes);
 - the reference: HTCondor's ``/usr/libexec/condor/curl_plugin -infile IN -outfile OUT``
@@ -66,10 +67,18 @@ ports = json.load(open(ready))["ports"]
 discovery = f"pelican://127.0.0.1:{ports['discovery']}"
 cache = f"https://127.0.0.1:{ports['cache']}"
 env = {**os.environ, "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}
+socket = f"{scratch}/osdf.sock"
+service = subprocess.Popen(["python3", "-I", "-m", "ospool_ep.transfer.service", "--socket",
+                            socket], env=env, stdout=subprocess.DEVNULL)
+while not os.path.exists(socket):
+    if service.poll() is not None or time.monotonic() > deadline:
+        sys.exit(f"the transfer service did not start (exit {service.poll()})")
+    time.sleep(0.05)
+served = {**env, "OSPOOL_EP_TRANSFER_SOCKET": socket}
 PLUGIN = "ospool-ep-pelican-plugin"
 CURL = "/usr/libexec/condor/curl_plugin"
 
-def fetch(command, url, digest):
+def fetch(command, url, digest, env=env):
     dest = f"{scratch}/object"
     with open(f"{scratch}/in", "w") as f:
         f.write(f'[ Url = "{url}"; LocalFileName = "{dest}" ]\n')
@@ -89,21 +98,26 @@ def fetch(command, url, digest):
     os.unlink(dest)
     return seconds
 
-def timed(argv):
+def timed(argv, env=env):
     start = time.monotonic()
     subprocess.run(argv, env=env, capture_output=True, check=True)
     return time.monotonic() - start
 
-result = {"plugin": [], "curl": [], "classad": [], "plugin_tiny": [], "curl_tiny": []}
+keys = ("plugin", "alone", "curl", "classad", "plugin_tiny", "alone_tiny", "curl_tiny")
+result = {key: [] for key in keys}
+fetch(PLUGIN, discovery + "/test/tiny", tiny_sum, served)  # as a pilot's first job
 fetch(PLUGIN, discovery + "/test/tiny", tiny_sum)  # warm the page cache and the imports
 fetch(CURL, cache + "/test/big", big_sum)
 for i in range(runs):
-    pair = [("plugin", PLUGIN, discovery), ("curl", CURL, cache)]
-    for key, command, base in pair if i % 2 == 0 else pair[::-1]:
-        result[key].append(fetch(command, base + "/test/big", big_sum))
+    trio = [("plugin", discovery, served), ("alone", discovery, env), ("curl", cache, env)]
+    for key, base, how in trio if i % 2 == 0 else trio[::-1]:
+        command = CURL if key == "curl" else PLUGIN
+        result[key].append(fetch(command, base + "/test/big", big_sum, how))
     result["classad"].append(timed([PLUGIN, "-classad"]))
-    result["plugin_tiny"].append(fetch(PLUGIN, discovery + "/test/tiny", tiny_sum))
+    result["plugin_tiny"].append(fetch(PLUGIN, discovery + "/test/tiny", tiny_sum, served))
+    result["alone_tiny"].append(fetch(PLUGIN, discovery + "/test/tiny", tiny_sum))
     result["curl_tiny"].append(fetch(CURL, cache + "/test/tiny", tiny_sum))
+service.terminate()
 server.terminate()
 print("RESULT " + json.dumps(result))
 """
@@ -155,18 +169,21 @@ def figures(result: Mapping[str, list[float]], size: int) -> dict[str, Any]:
     mb = size / 1e6
     return {
         f"fetches of each ({mb:.0f} MB object)": len(result["plugin"]),
-        "pelican plugin: median s (osdf path: discovery, director, cache)": median["plugin"],
+        "pelican plugin, pilot's service: median s (osdf path)": median["plugin"],
+        "pelican plugin, alone (no service): median s": median["alone"],
         "curl_plugin: median s (straight from the cache)": median["curl"],
-        "pelican plugin: MB/s": mb / median["plugin"],
+        "pelican plugin, pilot's service: MB/s": mb / median["plugin"],
         "curl_plugin: MB/s": mb / median["curl"],
-        f"ratio curl time / plugin time (target >= {TARGET_RATIO})": median["curl"]
+        f"ratio curl time / plugin time, pilot's service (target >= {TARGET_RATIO})": median["curl"]
         / median["plugin"],
+        "ratio curl time / plugin time, plugin alone": median["curl"] / median["alone"],
         "ratio of the data parts (each minus its 1 KiB fetch: fixed costs out)": (
             median["curl"] - median["curl_tiny"]
         )
         / (median["plugin"] - median["plugin_tiny"]),
         "pelican plugin: -classad wall s (start-up, no transfer)": median["classad"],
-        "pelican plugin: 1 KiB object wall s (start-up + federation steps)": median["plugin_tiny"],
+        "pelican plugin, pilot's service: 1 KiB object wall s": median["plugin_tiny"],
+        "pelican plugin, alone: 1 KiB object wall s (start-up + federation)": median["alone_tiny"],
         "curl_plugin: 1 KiB object wall s": median["curl_tiny"],
         "all samples (s)": json.dumps({k: [round(v, 3) for v in vs] for k, vs in result.items()}),
     }
