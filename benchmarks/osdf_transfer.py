@@ -147,7 +147,7 @@ def run_in_container(
 ) -> dict[str, list[float]]:
     conf = os.environ.get("CONTAINERS_CONF") or str(pool.CONTAINERS_CONF)
     env = {**os.environ, "CONTAINERS_CONF": conf}
-    tmpfs = f"/scratch:rw,size={(size >> 20) + 64}m"
+    tmpfs = f"/scratch:rw,size={2 * (size >> 20) + 64}m"
     argv = [
         "podman", "run", "--rm", "--network", "none", "--user", "0",
         "--tmpfs", tmpfs,

@@ -1,4 +1,4 @@
-"""End-to-end: jobs with ``osdf://`` inputs match and run on a real pilot (SPEC 7.7, issue 13).
+"""End-to-end: jobs with ``osdf://`` inputs match and run on a real pilot.
 
 A local Pelican federation stand-in (``tests/support/federation.py``) runs in a
 container of the image under test on the pool network, as root (discovery listens on

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import socket
 import ssl
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ospool_ep.transfer import tokens
+from ospool_ep.transfer.fetch import Fetch, HttpStatus, ShortBody
 from ospool_ep.transfer.protocol import ErrorType, Failure, Outcome, Request
 from ospool_ep.transfer.urls import BadUrl, ObjectUrl, parse
 
@@ -247,7 +249,19 @@ class Session:
         part = local.with_name(f".{local.name}.{os.getpid()}{PART_SUFFIX}")
         step.name = "reading the object"
         try:
-            await fs.http_file_system._get_file(url, str(part), callback=step.progress, **headers)
+            fetch = Fetch(
+                url=url,
+                destination=part,
+                headers=headers,
+                connect_seconds=self.limits.connect_seconds,
+                stall_seconds=self.limits.stall_seconds,
+                progress=step.progress,
+            )
+            try:
+                await asyncio.to_thread(fetch.run)
+            except asyncio.CancelledError:
+                fetch.cancelled.set()  # the thread stops at its next read, removing the file
+                raise
             size = part.stat().st_size
             if step.progress.size is not None and size != step.progress.size:
                 raise TransferFailed(
@@ -337,11 +351,11 @@ class Step:
         self.connect_seconds = time.monotonic() - self.started
 
 
-def auth_headers(director: Any, token: tokens.Token | None) -> dict[str, Any]:
+def auth_headers(director: Any, token: tokens.Token | None) -> dict[str, str]:
     namespace = getattr(director, "x_pel_ns_hdr", None)
     if token is None or namespace is None or not namespace.require_token:
         return {}
-    return {"headers": {"Authorization": f"Bearer {token.text}"}}
+    return {"Authorization": f"Bearer {token.text}"}
 
 
 def classify(
@@ -357,7 +371,7 @@ def classify(
     where = f"{step.name} ({server})"
     if isinstance(error, FileNotFoundError):
         return Failure(ErrorType.SPECIFICATION, f"{obj.path}: no such object in {obj.federation}")
-    for judge in (_http_failure, _network_failure, _federation_failure):
+    for judge in (_http_failure, _body_failure, _network_failure, _federation_failure):
         failure = judge(error, where=where, server=server, step=step, obj=obj, token=token)
         if failure is not None:
             return failure
@@ -373,9 +387,13 @@ def _http_failure(
 ) -> Failure | None:
     import aiohttp  # noqa: PLC0415
 
-    if not isinstance(error, aiohttp.ClientResponseError):
+    if isinstance(error, HttpStatus):
+        status, message = error.status, error.reason
+    elif isinstance(error, aiohttp.ClientResponseError):
+        status, message = error.status, error.message
+    else:
         return None
-    if error.status in (401, 403):
+    if status in (401, 403):
         hint = (
             "the federation refused the job's token"
             if token
@@ -383,16 +401,44 @@ def _http_failure(
         )
         return Failure(
             ErrorType.AUTHORIZATION,
-            f"{where}: HTTP {error.status}: {hint}",
+            f"{where}: HTTP {status}: {hint}",
             server=server,
             refresh=token is not None,
         )
     return Failure(
-        ErrorType.TRANSFER if error.status < 500 else ErrorType.CONTACT,
-        f"{where}: HTTP {error.status} {error.message}",
-        retryable=error.status >= 500 or error.status == 429,
+        ErrorType.TRANSFER if status < 500 else ErrorType.CONTACT,
+        f"{where}: HTTP {status} {message}",
+        retryable=status >= 500 or status == 429,
         server=server,
     )
+
+
+def _body_failure(
+    error: BaseException, *, where: str, server: str, step: Step, **_: object
+) -> Failure | None:
+    """The object's bytes stopped short or the answer was not HTTP."""
+    import aiohttp  # noqa: PLC0415
+
+    if isinstance(error, ShortBody):
+        return Failure(
+            ErrorType.TRANSFER,
+            f"{where}: connection closed after {error.received} of {error.expected} bytes",
+            retryable=True,
+            server=server,
+        )
+    if isinstance(error, http.client.HTTPException):
+        return Failure(
+            ErrorType.CONTACT, f"{where}: bad answer: {error!r}", retryable=True, server=server
+        )
+    if isinstance(error, aiohttp.ClientPayloadError):
+        size = f" of {step.progress.size}" if step.progress.size else ""
+        return Failure(
+            ErrorType.TRANSFER,
+            f"{where}: connection closed after {step.progress.value}{size} bytes",
+            retryable=True,
+            server=server,
+        )
+    return None
 
 
 def _network_failure(
@@ -409,14 +455,6 @@ def _network_failure(
     if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
         return Failure(
             ErrorType.CONTACT, f"{where}: TLS certificate not trusted: {error}", server=server
-        )
-    if isinstance(error, aiohttp.ClientPayloadError):
-        size = f" of {step.progress.size}" if step.progress.size else ""
-        return Failure(
-            ErrorType.TRANSFER,
-            f"{where}: connection closed after {step.progress.value}{size} bytes",
-            retryable=True,
-            server=server,
         )
     if isinstance(error, aiohttp.ClientConnectionError | ConnectionError) and not isinstance(
         error, TimeoutError
