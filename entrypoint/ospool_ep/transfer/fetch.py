@@ -29,7 +29,7 @@ from typing import Protocol
 from ospool_ep import __version__
 
 MAX_REDIRECTS = 5
-BUFFER_BYTES = 1 << 20
+READ_BYTES = 64 << 10
 USER_AGENT = f"ospool-ep-pelican-plugin/{__version__}"
 
 
@@ -118,17 +118,23 @@ class Fetch:
         return None
 
     def _copy(self, response: http.client.HTTPResponse, expected: int | None) -> None:
+        # readinto fills what it is given before it returns (the reads loop in C: fast);
+        # a window of READ_BYTES keeps what a stalled server did send counted.
+        buffer = bytearray(READ_BYTES)
+        view = memoryview(buffer)
         received = 0
         with self.destination.open("wb") as out:
             while not self.cancelled.is_set():
-                # read1: what one read of the socket brings (so a stall after part of a
-                # buffer still counts what came); readinto would wait to fill it.
-                chunk = response.read1(BUFFER_BYTES)
-                if not chunk:
+                try:
+                    count = response.readinto(buffer)
+                except http.client.IncompleteRead as short:
+                    received += len(short.partial)
                     break
-                out.write(chunk)
-                received += len(chunk)
-                self.progress.relative_update(len(chunk))
+                if not count:
+                    break
+                out.write(view[:count])
+                received += count
+                self.progress.relative_update(count)
         if expected is not None and received != expected and not self.cancelled.is_set():
             raise ShortBody(received, expected)
 
