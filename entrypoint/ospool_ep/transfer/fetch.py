@@ -29,7 +29,8 @@ from typing import Protocol
 from ospool_ep import __version__
 
 MAX_REDIRECTS = 5
-READ_BYTES = 64 << 10
+FIRST_READ_BYTES = 64 << 10
+READ_BYTES = 1 << 20
 USER_AGENT = f"ospool-ep-pelican-plugin/{__version__}"
 
 
@@ -118,15 +119,18 @@ class Fetch:
         return None
 
     def _copy(self, response: http.client.HTTPResponse, expected: int | None) -> None:
-        # readinto fills what it is given before it returns (the reads loop in C: fast);
-        # a window of READ_BYTES keeps what a stalled server did send counted.
+        # readinto fills the window it is given before it returns (its reads loop in C,
+        # fast for wide windows); windows start at FIRST_READ_BYTES and double, so that a
+        # server stalling early still has what it sent counted, and a long object moves
+        # in READ_BYTES steps.
         buffer = bytearray(READ_BYTES)
         view = memoryview(buffer)
+        window = FIRST_READ_BYTES
         received = 0
         with self.destination.open("wb") as out:
             while not self.cancelled.is_set():
                 try:
-                    count = response.readinto(buffer)
+                    count = response.readinto(view[:window])
                 except http.client.IncompleteRead as short:
                     received += len(short.partial)
                     break
@@ -135,6 +139,7 @@ class Fetch:
                 out.write(view[:count])
                 received += count
                 self.progress.relative_update(count)
+                window = min(READ_BYTES, window * 2)
         if expected is not None and received != expected and not self.cancelled.is_set():
             raise ShortBody(received, expected)
 
