@@ -16,29 +16,40 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ospool_ep.transfer import client, protocol
-from ospool_ep.transfer.protocol import Exit, UsageError
+from ospool_ep.transfer import client
+
+TYPE_CHECKING = False  # typing itself costs this start-up 16 ms
+if TYPE_CHECKING:
+    from ospool_ep.transfer import protocol
+
+DIAGNOSTIC_FLAGS = frozenset({"-d", "-diagnostic"})
+"""A diagnostic run logs to this process's stderr: never handed to the service."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        invocation = protocol.parse_arguments(args)
-    except UsageError as error:
-        print(f"ospool-ep-pelican-plugin: {error}", file=sys.stderr)
-        return int(Exit.FAILURE)
-    if isinstance(invocation, protocol.Capabilities):
+    if args == ["-classad"]:
         sys.stdout.write(capabilities_text())
-        return int(Exit.SUCCESS)
-    diagnostic = getattr(invocation, "diagnostic", False)
+        return 0
+    # The service parses the command line itself: a served run imports nothing more.
     path = client.socket_path(os.environ)
-    if path is not None and not diagnostic:
+    if path is not None and not DIAGNOSTIC_FLAGS.intersection(args):
         reply = client.delegate(path, args, os.environ, os.getcwd())  # noqa: PTH109 - no pathlib
         if reply is not None:
             sys.stdout.write(reply.stdout)
             sys.stderr.write(reply.stderr)
             return reply.exit
-    return in_process(invocation, diagnostic=diagnostic)
+    from ospool_ep.transfer import protocol  # noqa: PLC0415
+
+    try:
+        invocation = protocol.parse_arguments(args)
+    except protocol.UsageError as error:
+        print(f"ospool-ep-pelican-plugin: {error}", file=sys.stderr)
+        return int(protocol.Exit.FAILURE)
+    if isinstance(invocation, protocol.Capabilities):  # pragma: no cover - handled above
+        sys.stdout.write(capabilities_text())
+        return 0
+    return in_process(invocation, diagnostic=bool(getattr(invocation, "diagnostic", False)))
 
 
 def in_process(
@@ -64,6 +75,8 @@ def in_process(
 
 def capabilities_text() -> str:
     """Old syntax, one attribute a line, as HTCondor's own plugins answer ``-classad``."""
+    from ospool_ep.transfer import protocol  # noqa: PLC0415
+
     lines = []
     for name, value in protocol.capabilities().items():
         if isinstance(value, bool):

@@ -61,7 +61,8 @@ async def answer_for(
     try:
         invocation = protocol.parse_arguments(argv)
     except protocol.UsageError as error:
-        return commands.Answer(int(protocol.Exit.FAILURE), stderr=f"{error}\n")
+        message = f"ospool-ep-pelican-plugin: {error}\n"
+        return commands.Answer(int(protocol.Exit.FAILURE), stderr=message)
     if isinstance(invocation, protocol.Capabilities) or not cwd.is_absolute():
         return commands.Answer(int(protocol.Exit.FAILURE), stderr="not a request for the service\n")
     work = asyncio.ensure_future(
