@@ -280,3 +280,45 @@ def test_passing_again_does_not_reconfigure(osdf_pilot: Pilot, stand_in: StandIn
         assert time.monotonic() < deadline, "fewer than two self-tests in three periods"
         time.sleep(0.5)
     unchanged()
+
+
+def test_the_pilot_runs_its_transfer_service_and_jobs_use_it(
+    osdf_pilot: Pilot, stand_in: StandIn
+) -> None:
+    """One ``ospool_ep.transfer.service`` process, the supervisor's child, on the socket the
+    daemons' environment names; a job's osdf:// input leaves it running (same pid), and
+    the input came without a new discovery of the federation (the service's kept answer)."""
+    pilot = osdf_pilot
+    ensure_offered(pilot, stand_in)
+
+    def service() -> list[Any]:
+        return [
+            p
+            for p in pilot.processes()
+            if "ospool_ep.transfer.service" in p.argv and p.state != "Z"
+        ]
+
+    (before,) = service()
+    (parent,) = [p for p in pilot.processes() if p.pid == before.ppid]
+    assert "run" in parent.argv, parent  # the supervisor: `ospool-ep run`
+    socket = before.argv[before.argv.index("--socket") + 1]
+    assert pilot.exec(["test", "-S", socket]).exit_code == 0
+    path = "/test/served.dat"
+    stand_in.fed.put_object(path, 1 << 20)
+    discoveries = len(stand_in.requests("/.well-known/pelican-configuration"))
+    cluster = pilot.submit(
+        {
+            "executable": "/bin/true",
+            "transfer_executable": "false",
+            "transfer_input_files": f"osdf://{path}",
+            "should_transfer_files": "YES",
+            "request_disk": "8192",
+        }
+    )
+    try:
+        wait_status(pilot.pool, cluster, JobStatus.COMPLETED, timeout=180)
+    finally:
+        remove_jobs(pilot.pool, cluster)
+    (after,) = service()
+    assert after.pid == before.pid
+    assert len(stand_in.requests("/.well-known/pelican-configuration")) == discoveries
