@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     from ospool_ep.pilot.plan import Host
 
 TOKEN_POLL_SECONDS = 10
+OSDF_START_LATEST_SECONDS = 60.0
+"""The transfer service and the first OSDF test start when the startd has first advertised,
+or this long after the start if it has not."""
+OSDF_FIRST_TEST_AFTER_SECONDS = 3.0
+"""After the service's start: its imports take about a second."""
 STATE_SECONDS = 5
 RELOAD_TIMEOUT_SECONDS = 60.0
 """A reload (validation, HTCondor's parser on the new tree) still running after this
@@ -353,8 +358,14 @@ class PilotHooks:
         return self.osdf.tick()
 
     def startd_advertised(self) -> None:
+        now = self.clock()
         if self.joiner is not None:
-            self.joiner.startd_advertised(self.clock())
+            self.joiner.startd_advertised(now)
+        if self.transfers is not None and self.transfers.failures == 0:
+            self.transfers.next_start = min(self.transfers.next_start, now)
+        if self.osdf is not None and self.osdf.applied is None:
+            # The service's import first, then the test it can serve.
+            self.osdf.due = min(self.osdf.due, now + OSDF_FIRST_TEST_AFTER_SECONDS)
 
     def child_exited(self, pid: int, status: int) -> None:
         """The supervisor reaped a child that is not the master: maybe our collector query."""
@@ -397,11 +408,17 @@ class PilotHooks:
         plugin = self.launch.osdf_plugin
         if plugin is None:
             return
+        # Both wait for the startd's first advertisement (startd_advertised), at most
+        # OSDF_START_LATEST_SECONDS: importing pelicanfs takes a CPU-second, better not
+        # spent while the daemons start and join.
+        latest = self.clock() + OSDF_START_LATEST_SECONDS
         if SOCKET_VARIABLE in self.launch.environment:
             self.transfers = TransferService(
-                environment=dict(self.launch.environment), clock=self.clock, event=self.event
+                environment=dict(self.launch.environment),
+                clock=self.clock,
+                event=self.event,
+                next_start=latest,
             )
-            self.transfers.tick()  # before the first test, which it can then serve
         self.osdf = OsdfCheck(
             plan=OsdfPlan(plugin=plugin, check_seconds=self.launch.osdf_check_seconds),
             config_dir=self.config_dir,
@@ -410,6 +427,7 @@ class PilotHooks:
             output=self.config_dir.parent / "run" / "osdf-test.out",
             clock=self.clock,
             event=self.event,
+            due=latest + OSDF_FIRST_TEST_AFTER_SECONDS,
         )
 
     def start_observing(self) -> None:
