@@ -153,8 +153,11 @@ def test_the_methods_are_offered_only_once_the_plugin_test_passes(
     verdict flips (drop-in + reconfig) and the slot offers all three, without the
     reason."""
     pilot = osdf_pilot
-    logs = pilot.wait_log(FAILED, timeout=60)
-    ad = pilot.wait_for_slot(timeout=60, extra=NOT_OFFERED)[0]
+    logs = pilot.wait_log(FAILED, timeout=90)
+    # The first ad says "not tested yet" (the test waits for the startd's first ad); the
+    # collector has the verdict after the reconfig's update.
+    tested = f'{NOT_OFFERED} && regexp("hello-world", OSDF_FAIL_REASON)'
+    ad = pilot.wait_for_slot(timeout=60, extra=tested)[0]
     reason = str(ad["OSDF_FAIL_REASON"])
     methods = str(ad.get("HasFileTransferPluginMethods", ""))
     print(
