@@ -252,7 +252,7 @@ def test_preferred_containment_without_the_proc_unmask_runs_jobs_bare_and_says_s
     assert ad["OSPOOL_EP_JOBS_CONTAINED"] is False
     assert ad["HAS_SINGULARITY"] is False
     out = pilot.logs()
-    assert "WARN" in out and "JOB_CONTAINMENT=preferred: jobs run bare" in out, out
+    assert "warning: Job containment: JOB_CONTAINMENT=preferred: jobs run bare" in out, out
     cluster = submit_script(pilot, PROBE, "0")
     wait_status(pilots.pool, cluster, JobStatus.COMPLETED, timeout=120)
     assert not output(pilot, cluster)["cwd"].startswith("/srv")

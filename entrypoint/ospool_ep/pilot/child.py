@@ -25,6 +25,8 @@ class BoundedChild:
     output: Path
     clock: Callable[[], float]
     timeout: float = 60.0
+    niceness: int = 0
+    """Added to the child's nice value: background work yields to the daemons."""
     pid: int | None = None
     deadline: float = 0.0
     killed: bool = False
@@ -48,6 +50,7 @@ class BoundedChild:
             setsigmask=(),
             setsigdef=tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}),
         )
+        lower_priority(self.pid, self.niceness)
         self.deadline = self.clock() + self.timeout
         self.killed = False
 
@@ -75,6 +78,15 @@ class BoundedChild:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             self.killed = True
+
+
+def lower_priority(pid: int, niceness: int) -> None:
+    """Best effort: raising a child's nice value needs no privilege; it may be gone."""
+    if niceness > 0:
+        with contextlib.suppress(OSError):
+            os.setpriority(
+                os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+            )
 
 
 def read_bounded(path: Path) -> bytes:

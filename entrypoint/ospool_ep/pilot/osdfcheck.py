@@ -82,6 +82,7 @@ class OsdfCheck:
                 output=self.output,
                 clock=self.clock,
                 timeout=SELFTEST_SECONDS,
+                niceness=10,  # a background check: the daemons and jobs come first
             )
 
     def tick(self) -> bool:

@@ -15,12 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ospool_ep.pilot.child import lower_priority
 from ospool_ep.transfer.client import SOCKET_VARIABLE
 
 Event = Callable[..., None]
 MAX_SOCKET_PATH = 100
 """sun_path holds 108 bytes; a longer PILOT_DIR means no service (the plugin works alone)."""
 MAX_BACKOFF_SECONDS = 60.0
+BACKGROUND_NICENESS = 10
+"""Its start (importing pelicanfs, a CPU-second) yields to daemons and jobs; a transfer is
+waiting on the network far more than on the CPU."""
 
 
 def socket_for(run_dir: Path) -> Path | None:
@@ -62,6 +66,7 @@ class TransferService:
                     setsigmask=(),
                     setsigdef=tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}),
                 )
+                lower_priority(self.pid, BACKGROUND_NICENESS)
             except OSError as error:
                 self.ended(f"could not start: {error}")
 

@@ -239,3 +239,17 @@ def test_the_transfer_service_is_restarted_later_each_time_it_ends(tmp_path: Pat
     service.stop()
     service.tick()
     assert service.pid is None  # stopped: never again
+
+
+def test_the_background_test_runs_at_a_lower_priority(tmp_path: Path) -> None:
+    """The test (and the service) yield the CPU to the daemons joining and to jobs."""
+    events: list[tuple[str, str]] = []
+    check = make_check(tmp_path, plugin_script(tmp_path, "exec sleep 5"), events)
+    check.tick()
+    assert check.child is not None and check.child.pid is not None
+    try:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, check.child.pid) == min(19, ours + 10)
+    finally:
+        os.kill(check.child.pid, signal.SIGKILL)
+        reap(check)
