@@ -3,9 +3,10 @@
 As OSG's pilot does (osg-flock's pelican-setup), the plugin is run once on a known object
 before its methods are offered, and a plugin that fails is not offered: its reason is the
 ad's ``OSDF_FAIL_REASON``. Unlike it, the test is not in the way of the start: HTCondor
-starts with the methods off, the supervisor runs the test in the background at once and
-every ``OSDF_CHECK_SECONDS``, and each change of the verdict is written as a drop-in and
-applied with a reconfig, which makes the startd ask its plugins again
+starts with the methods off, the supervisor runs the test in the background once the
+startd has first advertised and every ``OSDF_CHECK_SECONDS``, and each change of the
+verdict is written as a drop-in and applied with a reconfig, which makes the startd ask
+its plugins again
 (``HasFileTransferPluginMethods``).
 
 Light on purpose (standard library only): the long-lived supervisor imports it.
@@ -81,7 +82,7 @@ def config_text(plan: OsdfPlan, verdict: Verdict | None) -> str:
         "ENABLE_URL_TRANSFERS = True",
     ]
     if plan.plugin is not None and verdict is not None and verdict.ok:
-        lines.append(f"# Offered: the plugin's test passed: {_comment(verdict.reason)}")
+        lines.append(f"# Offered: the plugin's test passed: {_clean(verdict.reason)}")
         lines += [f"{knob} = {plan.plugin}" for knob in PLUGIN_KNOBS]
         return "\n".join(lines) + "\n"
     if plan.plugin is None:
@@ -98,10 +99,6 @@ def config_text(plan: OsdfPlan, verdict: Verdict | None) -> str:
 def quoted(text: str) -> str:
     """A ClassAd string literal holding no escape, macro or line break: one config value."""
     return f'"{_clean(text)}"'
-
-
-def _comment(text: str) -> str:
-    return _clean(text)
 
 
 _UNSAFE = {"$": "?", '"': "'", "\\": "/"}

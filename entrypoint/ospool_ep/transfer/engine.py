@@ -2,8 +2,9 @@
 then the bytes over HTTPS, every step bounded, a failed try retried at the next cache.
 
 pelicanfs (the Pelican project's fsspec client) does federation discovery, asks the
-director, keeps the namespace's cache list and marks bad caches; the bytes move with the
-fsspec HTTP filesystem it wraps. We call those steps one by one rather than ``get()`` so
+director, keeps the namespace's cache list and marks bad caches; a download's bytes then
+come over one HTTPS GET in a worker thread (:mod:`.fetch`), an upload's with the fsspec
+HTTP filesystem pelicanfs wraps. We call those steps one by one rather than ``get()`` so
 that a credential is used only for a namespace that needs one (then, as pelicanfs does,
 for the rest of that run's requests to the federation: its director, caches and origin),
 each step has its own bound, and each failure names the step and the server.
@@ -23,10 +24,10 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ospool_ep.transfer import tokens
 from ospool_ep.transfer.fetch import Fetch, HttpStatus, ShortBody
@@ -36,7 +37,6 @@ from ospool_ep.transfer.urls import BadUrl, ObjectUrl, parse
 if TYPE_CHECKING:
     from pelicanfs.core import PelicanFileSystem
 
-T = TypeVar("T")
 
 STALL_VARIABLE = "PELICAN_CLIENT_STOPPEDTRANSFERTIMEOUT"
 """The Pelican client's own knob (Client.StoppedTransferTimeout): no data for this long
@@ -47,7 +47,6 @@ CONNECT_SECONDS = 30.0
 ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 1.0
 PART_SUFFIX = ".ospool-ep-part"
-READ_BUFFER_BYTES = 1 << 20
 
 
 class TransferFailed(Exception):
@@ -110,15 +109,6 @@ class Progress:
     def relative_update(self, inc: int = 1) -> None:
         self.value += inc
 
-    def absolute_update(self, value: int) -> None:
-        self.value = value
-
-    def branched(self, *args: Any, **kwargs: Any) -> None:  # fsspec asks on some paths
-        return None
-
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
 
 @dataclass
 class Session:
@@ -151,13 +141,7 @@ class Session:
                 loop=asyncio.get_running_loop(),
                 # trust_env: http(s)_proxy and no_proxy, as HTCondor's own plugins honour
                 # them (the pilot sets http_proxy from OSG_SQUID_LOCATION, as OSG's does).
-                client_kwargs={
-                    "timeout": timeout,
-                    "trust_env": True,
-                    # aiohttp's 64 KiB read buffer costs a third of a fast link's speed
-                    # (benchmarks/osdf_transfer.py); 1 MiB per connection, a few at once.
-                    "read_bufsize": READ_BUFFER_BYTES,
-                },
+                client_kwargs={"timeout": timeout, "trust_env": True},
                 oidc_timeout_seconds=1,
                 skip_instance_cache=True,
             )
@@ -519,10 +503,3 @@ async def run_all(
         return [await session.transfer(request, upload=upload) for request in requests]
     finally:
         await session.close()
-
-
-def run(coroutine: Callable[[], Awaitable[T]]) -> T:
-    async def main() -> T:
-        return await coroutine()
-
-    return asyncio.run(main())

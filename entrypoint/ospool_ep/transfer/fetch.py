@@ -71,7 +71,6 @@ class Fetch:
     stall_seconds: float
     progress: Progress
     cancelled: threading.Event = field(default_factory=threading.Event)
-    context: ssl.SSLContext | None = None
 
     def run(self) -> None:
         complete = False
@@ -154,7 +153,7 @@ class Fetch:
         proxy = None if urllib.request.proxy_bypass(host) else proxy_for(parts.scheme)
         timeout = self.connect_seconds
         if parts.scheme == "https":
-            context = self.context or default_context()
+            context = default_context()
             if proxy is None:
                 return http.client.HTTPSConnection(
                     host, port, timeout=timeout, context=context

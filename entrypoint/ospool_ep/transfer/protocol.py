@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ospool_ep.transfer.urls import METHODS
@@ -187,7 +187,6 @@ class Outcome:
     """Each failed attempt's reason, oldest first (DeveloperData)."""
     failure: Failure | None = None
     connect_seconds: float = 0.0
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -212,7 +211,6 @@ def result_ad(outcome: Outcome) -> dict[str, Any]:
     developer: dict[str, Any] = {"Attempts": outcome.attempts, "PluginVersion": PLUGIN_VERSION}
     for number, reason in enumerate(outcome.errors, 1):
         developer[f"TransferError{number}"] = reason
-    developer.update(outcome.extra)
     ad["DeveloperData"] = developer
     failure = outcome.failure
     if failure is not None:
