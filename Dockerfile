@@ -226,6 +226,12 @@ RUN useradd --uid 1000 --user-group --create-home --home-dir /home/osg --shell /
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log \
  && grep -q '^passwd:.*unknown$' /etc/nsswitch.conf
 
+# HTCondor's Python transfer plugins answer the startd's `-classad` question from
+# the answer they gave here: 0.3 CPU-seconds each at every start and reconfig
+# otherwise (see the script).
+COPY scripts/image-plugin-answers.sh /usr/local/sbin/image-plugin-answers
+RUN image-plugin-answers && rm /usr/local/sbin/image-plugin-answers
+
 # uid 1000 `osg`, as upstream's backfill container; /pilot holds every
 # HTCondor directory (LOCAL_DIR, logs, execute). It is 1777 as upstream's, so a
 # uid a site forces (--user 12345) works without a mount too; each pilot's own

@@ -173,6 +173,34 @@ def test_the_image_has_what_its_variant_says() -> None:
         assert code == 127, apptainer  # not installed
 
 
+PLUGIN_ANSWERS = r"""
+set -e
+for plugin in $(condor_config_val FILETRANSFER_PLUGINS | tr ',' ' '); do
+    case "$plugin" in *.py) ;; *) continue ;; esac
+    [ "$(head -c 9 "$plugin")" = '#!/bin/sh' ] \
+        || { echo "$plugin: not the answering script"; exit 1; }
+    [ "$("$plugin" -classad)" = "$("$plugin.distrib" -classad)" ] \
+        || { echo "$plugin: differs"; exit 1; }
+    rc=0; "$plugin" -infile /nonexistent -outfile /tmp/ours || rc=$?
+    packaged=0; "$plugin.distrib" -infile /nonexistent -outfile /tmp/packaged || packaged=$?
+    [ "$rc" = "$packaged" ] && [ "$rc" != 0 ] && cmp /tmp/ours /tmp/packaged \
+        || { echo "$plugin: exit $rc, not $packaged as packaged"; exit 1; }
+    grep -q TransferError /tmp/ours && echo "$plugin: failed transfer reported"
+    echo "$plugin ok"
+done
+"""
+
+
+def test_pythons_transfer_plugins_answer_the_startd_without_python_and_run_as_before() -> None:
+    """Each Python plugin of FILETRANSFER_PLUGINS (box, gdrive, onedrive) answers
+    ``-classad`` as the packaged one does, from a sh script (0.3 CPU-s less each, at every
+    start and reconfig), and a real transfer still runs the packaged plugin."""
+    code, output = run_in_image("sh", "-c", PLUGIN_ANSWERS)
+    assert code == 0, output
+    assert output.count(" ok") == 3, output
+    assert output.count("failed transfer reported") >= 2, output  # box, gdrive (onedrive: none)
+
+
 def test_check_says_what_the_image_lacks_or_how_to_let_apptainer_run(tmp_path: Path) -> None:
     """Debian stable: a WARN naming HTCondor 23.9 and the build that has 25, no
     apptainer found, so JOB_CONTAINMENT=required fails (69) naming JOB_CONTAINMENT=none.
