@@ -146,22 +146,33 @@ def test_twenty_pilots_joining_while_a_cpu_hog_runs_are_all_visible_within_90_s(
         for _ in range(os.cpu_count() or 1)
     ]
     seen: dict[str, float] = {}
+    names: set[str] = set()
+
+    def look() -> None:
+        """One collector query; a pilot is seen when its first query lists it (late
+        by at most one query and one start: queries are interleaved with the starts,
+        or the first pilots would wait for the whole fleet to be started)."""
+        nonlocal names
+        ads = live_pool.collector_ads(
+            "slot",
+            'regexp("^ep-load", UtsnameNodename) && PartitionableSlot =?= true',
+            projection=["Name", "UtsnameNodename"],
+        )
+        now = time.monotonic()
+        for ad in ads:
+            seen.setdefault(str(ad["UtsnameNodename"]), now)
+        names = {str(ad["Name"]) for ad in ads}
+
     try:
-        fleet = [pilots.start(f"ep-load{i:02d}", wait_slot=False) for i in range(FLEET)]
+        fleet = []
+        for i in range(FLEET):
+            fleet.append(pilots.start(f"ep-load{i:02d}", wait_slot=False))
+            look()
         started = {pilot.name: pilot.started for pilot in fleet}
         deadline = max(started.values()) + LOADED_JOIN_SECONDS
-        names: set[str] = set()
         while len(seen) < FLEET and time.monotonic() < deadline:
-            ads = live_pool.collector_ads(
-                "slot",
-                'regexp("^ep-load", UtsnameNodename) && PartitionableSlot =?= true',
-                projection=["Name", "UtsnameNodename"],
-            )
-            now = time.monotonic()
-            for ad in ads:
-                seen.setdefault(str(ad["UtsnameNodename"]), now)
-            names = {str(ad["Name"]) for ad in ads}
             time.sleep(1)
+            look()
     finally:
         for hog in hogs:
             hog.kill()

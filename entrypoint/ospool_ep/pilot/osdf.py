@@ -4,10 +4,9 @@ As OSG's pilot does (osg-flock's pelican-setup), the plugin is run once on a kno
 before its methods are offered, and a plugin that fails is not offered: its reason is the
 ad's ``OSDF_FAIL_REASON``. Unlike it, the test is not in the way of the start: HTCondor
 starts with the methods off, the supervisor runs the test in the background once the
-startd has first advertised and every ``OSDF_CHECK_SECONDS``, and each change of the
+collector lists the pilot's slot and every ``OSDF_CHECK_SECONDS``, and each change of the
 verdict is written as a drop-in and applied with a reconfig, which makes the startd ask
-its plugins again
-(``HasFileTransferPluginMethods``).
+its plugins again (``HasFileTransferPluginMethods``).
 
 Light on purpose (standard library only): the long-lived supervisor imports it.
 """

@@ -8,9 +8,10 @@ child with its output in a file: the loop starts it, the supervisor's reaper
 reports its exit, and a query past its deadline is killed. Nothing here waits.
 
 :class:`Observer` keeps what the last answer said (ready, the slot ads, jobs
-seen) and decides when to ask again; :class:`Joiner` decides when a pilot
-that the collector does not list should make its startd advertise again
-(never before the startd has sent its first update: see JOIN_UNANNOUNCED_SECONDS).
+seen) and decides when to ask again; :class:`Joiner` decides when asking can
+find the slot (once the startd has sent its first update: nothing is asked
+before) and when a pilot that the collector does not list should make its startd
+advertise again (see JOIN_UNANNOUNCED_SECONDS).
 """
 
 from __future__ import annotations
@@ -208,6 +209,13 @@ class Joiner:
         if self.advertised_at is None:
             self.advertised_at = now
             self.next_nudge = min(self.next_nudge, now + JOIN_AFTER_ADVERTISING_SECONDS)
+
+    def announced(self, now: float) -> bool:
+        """Whether the collector may list our slot yet: the startd has sent its first
+        update (or should have, by JOIN_UNANNOUNCED_SECONDS). Before that a query can
+        only say "not there", and 20 starting pilots asking every 2 s load the
+        collector that must take their first updates."""
+        return self.advertised_at is not None or now >= self.started_at + JOIN_UNANNOUNCED_SECONDS
 
     def due(self, observer: Observer, now: float) -> bool:
         """True when the collector answers, lacks our slot, and a nudge is due.

@@ -49,9 +49,11 @@ if TYPE_CHECKING:
     from ospool_ep.pilot.plan import Host
 
 TOKEN_POLL_SECONDS = 10
-OSDF_START_LATEST_SECONDS = 60.0
-"""The transfer service and the first OSDF test start when the startd has first advertised,
-or this long after the start if it has not."""
+OSDF_START_LATEST_SECONDS = 120.0
+"""The transfer service and the first OSDF test start when the collector first lists our
+slot, or this long after the start if it has not: on a busy host every CPU-second spent
+before then delays the joining of the pilots beside it (the service imports pelicanfs,
+each new verdict is a reconfig, and a reconfig redoes the starter's own tests)."""
 OSDF_FIRST_TEST_AFTER_SECONDS = 3.0
 """After the service's start: its imports take about a second."""
 STATE_SECONDS = 5
@@ -332,7 +334,9 @@ class PilotHooks:
         del master_pid
         if self.observer is not None:
             if state is State.RUNNING:
-                self.observer.tick(self.clock())
+                now = self.clock()
+                if self.joiner is None or self.joiner.announced(now):
+                    self.observer.tick(now)
             elif self.queries is not None:
                 self.queries.stop()  # stopping: nobody asks for readiness any more
         return False
@@ -358,9 +362,11 @@ class PilotHooks:
         return self.osdf.tick()
 
     def startd_advertised(self) -> None:
-        now = self.clock()
         if self.joiner is not None:
-            self.joiner.startd_advertised(now)
+            self.joiner.startd_advertised(self.clock())
+
+    def joined(self, now: float) -> None:
+        """The collector lists our slot: the OSDF work may start (see start_osdf_checks)."""
         if self.transfers is not None and self.transfers.failures == 0:
             self.transfers.next_start = min(self.transfers.next_start, now)
         if self.osdf is not None and self.osdf.applied is None:
@@ -373,8 +379,11 @@ class PilotHooks:
             return
         if self.transfers is not None and self.transfers.child_exited(pid, status):
             return
-        if self.observer is not None:
-            self.observer.child_exited(pid, status, now=self.clock())
+        observer = self.observer
+        if observer is not None:
+            now = self.clock()
+            if observer.child_exited(pid, status, now=now) and observer.ready:
+                self.joined(now)
 
     def advertise_again(self, now: float) -> bool:
         """True when the collector answers without our slot and the next nudge is due."""
@@ -408,9 +417,9 @@ class PilotHooks:
         plugin = self.launch.osdf_plugin
         if plugin is None:
             return
-        # Both wait for the startd's first advertisement (startd_advertised), at most
-        # OSDF_START_LATEST_SECONDS: importing pelicanfs takes a CPU-second, better not
-        # spent while the daemons start and join.
+        # Both wait until the collector lists our slot (joined), at most
+        # OSDF_START_LATEST_SECONDS: importing pelicanfs takes a CPU-second and a new
+        # verdict a reconfig, better not spent while the daemons start and join.
         latest = self.clock() + OSDF_START_LATEST_SECONDS
         if SOCKET_VARIABLE in self.launch.environment:
             self.transfers = TransferService(

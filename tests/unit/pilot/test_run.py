@@ -6,6 +6,7 @@ files, with the rendered tree read back through HTCondor's own parser.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -27,6 +28,7 @@ from ospool_ep.pilot.dropin import OVER_ITS_REQUEST
 from ospool_ep.pilot.lifecycle import State
 from ospool_ep.pilot.logs import Emitter
 from ospool_ep.pilot.plan import Host, build_plan
+from ospool_ep.transfer.client import SOCKET_VARIABLE
 
 NOW = int(time.time())
 OSPOOL_EP = venv_tool("ospool-ep")
@@ -311,7 +313,23 @@ def test_no_nudge_before_the_startd_has_sent_its_first_update(
         site, tmp_path, answer=readiness.Answer(answered=True)
     )
     nudged = drive(hooks, queries, clock, until=1200.0)
-    assert nudged[0] - 1000 == readiness.JOIN_UNANNOUNCED_SECONDS
+    # The first query goes at +90 s, its answer makes the nudge due at the next tick.
+    assert nudged[0] - 1000 == readiness.JOIN_UNANNOUNCED_SECONDS + 1
+
+
+def test_the_collector_is_not_asked_before_the_startd_has_sent_its_first_update(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """Until then the answer can only be "not there": 20 starting pilots asking every
+    2 s only load the collector that has to take their first updates."""
+    hooks, _, queries, clock = observed_hooks(
+        site, tmp_path, answer=readiness.Answer(answered=True)
+    )
+    drive(hooks, queries, clock, until=1030.0)
+    assert queries.started == 0
+    hooks.startd_advertised()
+    drive(hooks, queries, clock, until=1031.0)
+    assert queries.started == 1
 
 
 def test_the_startds_first_update_is_read_from_startlog(
@@ -354,6 +372,47 @@ def test_a_collector_that_comes_back_gets_a_nudge_within_seconds(
     queries.answer = readiness.Answer(answered=True)
     nudged = drive(hooks, queries, clock, until=1300.0)
     assert nudged and nudged[0] - 1200 <= 11
+
+
+def test_the_osdf_work_waits_until_the_collector_lists_the_slot(
+    site: dict[str, str], tmp_path: Path
+) -> None:
+    """The transfer service's imports and the test's reconfig are not spent while the
+    pilot joins (20 pilots under a CPU hog missed 90 s): the startd's first update moves
+    nothing, the collector listing the slot starts both, and without that the bound holds."""
+    hooks, _, queries, clock = observed_hooks(
+        site, tmp_path, answer=readiness.Answer(answered=True)
+    )
+    hooks.launch = dataclasses.replace(
+        hooks.launch,
+        osdf_plugin="/bin/true",
+        environment={SOCKET_VARIABLE: str(tmp_path / "transfer.sock")},
+    )
+    hooks.start_osdf_checks()
+    assert hooks.osdf is not None and hooks.transfers is not None
+    latest = 1000.0 + run.OSDF_START_LATEST_SECONDS
+    assert (hooks.transfers.next_start, hooks.osdf.due) == (
+        latest,
+        latest + run.OSDF_FIRST_TEST_AFTER_SECONDS,
+    )
+    clock[0] = 1010.0
+    hooks.startd_advertised()
+    assert hooks.observer is not None
+    hooks.observer.tick(clock[0])
+    assert queries.pid is not None
+    hooks.child_exited(queries.pid, 0)  # answered without our slot
+    assert hooks.transfers.next_start == latest
+
+    clock[0] = 1030.0
+    queries.answer = readiness.Answer(answered=True, slots=({"Name": "slot1@h"},))
+    hooks.observer.next_query = 0.0
+    hooks.observer.tick(clock[0])
+    assert queries.pid is not None
+    hooks.child_exited(queries.pid, 0)
+    assert (hooks.transfers.next_start, hooks.osdf.due) == (
+        1030.0,
+        1030.0 + run.OSDF_FIRST_TEST_AFTER_SECONDS,
+    )
 
 
 def test_a_fifo_in_place_of_the_drain_drop_in_does_not_freeze_the_drain(
