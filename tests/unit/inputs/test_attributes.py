@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+import unprivileged
 from paths import REPO
 
 from ospool_ep.findings import Finding, Findings, Status
@@ -508,17 +509,35 @@ def test_a_non_utf8_file_fails_naming_the_file_and_the_line(tmp_path: Path) -> N
     assert "UTF-8" in failure.fix
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of their mode")
+UNREADABLE = """
+import json, sys
+from pathlib import Path
+from ospool_ep.findings import Findings
+from ospool_ep.inputs.attributes import load_extra_attributes_file
+findings = Findings()
+loaded = load_extra_attributes_file(Path(sys.argv[1]), findings=findings)
+print(json.dumps([len(loaded), [(f.subject, f.message, f.fix) for f in findings.failures]]))
+"""
+
+
 def test_an_unreadable_file_fails_naming_the_file(tmp_path: Path) -> None:
-    """A file the pilot's user may not read is a FAIL with a fix, not a traceback."""
+    """A file the pilot's user may not read is a FAIL with a fix, not a traceback. Read by
+    a process without capabilities (root's would open it whatever its mode)."""
     path = tmp_path / "extra-attributes.cfg"
     path.write_text("A = 1\n", encoding="utf-8")
     path.chmod(0)
-    findings = Findings()
-    assert load_extra_attributes_file(path, findings=findings) == []
-    (failure,) = findings.failures
-    assert failure.subject == str(path)
-    assert "cannot be opened" in failure.message
+    done = subprocess.run(
+        [*unprivileged.command(), sys.executable, "-c", UNREADABLE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded, failures = json.loads(done.stdout)
+    assert loaded == 0
+    ((subject, message, fix),) = failures
+    assert subject == str(path)
+    assert "cannot be opened" in message
+    assert fix
 
 
 def test_a_permission_error_is_a_failure_even_when_tests_run_as_root(

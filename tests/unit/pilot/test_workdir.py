@@ -500,11 +500,30 @@ def test_a_directory_nobody_can_create_files_in_fails_even_for_root() -> None:
     assert "not writable" in failure.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory modes")
+READ_ONLY = """
+import json, sys
+from pathlib import Path
+from ospool_ep.findings import Findings
+from ospool_ep.pilot.workdir import check_disk
+findings = Findings()
+free = check_disk(path=Path(sys.argv[1]), min_gb=0, findings=findings)
+print(json.dumps([free, [(f.subject, f.message) for f in findings.failures]]))
+"""
+
+
 def test_a_read_only_directory_fails_for_a_normal_user(tmp_path: Path) -> None:
-    """Mode 0555 stops an unprivileged pilot from using the directory."""
+    """Mode 0555 stops an unprivileged pilot from using the directory (checked by a process
+    without capabilities: root's would write there whatever the mode)."""
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    findings = Findings()
-    assert check_disk(path=locked, min_gb=0, findings=findings) is None
-    assert "not writable" in only(findings, "PILOT_DIR").message
+    done = subprocess.run(
+        [*unprivileged.command(), sys.executable, "-c", READ_ONLY, str(locked)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    free, failures = json.loads(done.stdout)
+    assert free is None
+    assert [message for subject, message in failures if subject == "PILOT_DIR"], failures
+    assert all("not writable" in message for _, message in failures), failures
+    assert list(locked.iterdir()) == []
