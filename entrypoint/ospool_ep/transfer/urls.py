@@ -25,7 +25,7 @@ METHODS = ("osdf", "pelican", "stash")
 OSDF_DISCOVERY_HOST = "osg-htc.org"
 SUPPORTED_OPTIONS = frozenset({"directread"})
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _MAX_URL = 8192
 
 
@@ -68,7 +68,10 @@ def parse(url: str) -> ObjectUrl:
             f"credential name {token_name!r} before '+{method}' must be letters, digits, '_', '.' "
             "or '-' (the name of the job's token, as in use_oauth_services)"
         )
-    parts = urllib.parse.urlsplit(f"x://{rest}")
+    try:
+        parts = urllib.parse.urlsplit(f"x://{rest}")
+    except ValueError as error:  # "Invalid IPv6 URL": a '[' without its ']'
+        raise BadUrl(f"{url!r} is not a URL: {error}") from None
     if parts.fragment:
         raise BadUrl("a URL fragment (#...) means nothing to a federation: remove it")
     options = _options(parts.query)
@@ -106,11 +109,26 @@ def _options(query: str) -> set[str]:
 def _check_netloc(netloc: str) -> None:
     if "@" in netloc:
         raise BadUrl("credentials in the URL (user@host) are refused: name a token instead")
-    host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+    host, port = _host_and_port(netloc)
     if port and not (port.isdigit() and 0 < int(port) < 65536):
         raise BadUrl(f"port {port!r} of {netloc!r} is not a number from 1 to 65535")
-    if not _HOST.fullmatch(host):
+    # urlsplit has checked a bracketed host: an IPv6 address.
+    if not host.startswith("[") and not _HOST.fullmatch(host):
         raise BadUrl(f"{host!r} is not a host name")
+
+
+def _host_and_port(netloc: str) -> tuple[str, str]:
+    """``host[:port]``, where an IPv6 host is bracketed: ``[::1]:8443``."""
+    if netloc.startswith("["):
+        end = netloc.find("]") + 1
+        host, rest = netloc[:end], netloc[end:]
+        if not end or (rest and not rest.startswith(":")):
+            raise BadUrl(f"{netloc!r} is not a host name: write [IPv6 address]:port")
+        return host, rest[1:]
+    if netloc.count(":") == 1:
+        host, _, port = netloc.partition(":")
+        return host, port
+    return netloc, ""
 
 
 def _object_path(path: str) -> str:

@@ -26,6 +26,12 @@ def test_a_pelican_url_names_its_federation_by_host_and_port() -> None:
     assert obj.method == "pelican"
 
 
+def test_a_federation_at_an_ipv6_address_is_written_in_brackets() -> None:
+    obj = parse("pelican://[::1]:8443/test/x")
+    assert (obj.federation, obj.federation_host) == ("pelican://[::1]:8443/", "[::1]:8443")
+    assert parse("pelican://[2001:DB8::7]/x").federation == "pelican://[2001:db8::7]/"
+
+
 def test_a_credential_name_before_the_method_is_the_jobs_token_to_use() -> None:
     obj = parse("ligo.prod+osdf:///igwn/frames/x.gwf")
     assert (obj.method, obj.token_name) == ("osdf", "ligo.prod")
@@ -56,6 +62,14 @@ def test_directread_is_the_one_option_honoured() -> None:
         ("pelican://fed.org:99999/x", "port '99999'"),
         ("pelican://fed.org:http/x", "port 'http'"),
         ("pelican://-bad-/x", "not a host name"),
+        ("pelican://fed.org:8443:1/x", "not a host name"),
+        ("pelican://::1:8443/x", "not a host name"),
+        ("pelican://[::1]:0/x", "port '0'"),
+        ("pelican://[::1]x/x", "write [IPv6 address]:port"),
+        ("pelican://[fed.org]/x", "'fed.org' does not appear to be an IPv4 or IPv6 address"),
+        ("pelican://[127.0.0.1]/x", "IPv4 address cannot be in brackets"),
+        ("pelican://[::1/x", "is not a URL"),
+        ("osdf://[::1/x", "is not a URL"),
         ("osdf:///a/b?pack=auto", "option pack is not supported"),
         ("osdf:///a/b?recursive", "option recursive is not supported"),
         ("osdf:///a/b#frag", "fragment"),
