@@ -2,7 +2,9 @@
 
 Started with the pilot when the OSDF plugin is there, restarted after it ends (1, 2, 4 ...
 up to 60 s later), stopped with the pilot. While it is away the plugin does its work in
-its own process, only slower, so nothing waits for it.
+its own process, only slower, so nothing waits for it. Its stderr goes to a file beside
+its socket, not to the pilot's log stream (a traceback there would break JSON logs); the
+warning that it ended quotes that file's last line.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ Event = Callable[..., None]
 MAX_SOCKET_PATH = 100
 """sun_path holds 108 bytes; a longer PILOT_DIR means no service (the plugin works alone)."""
 MAX_BACKOFF_SECONDS = 60.0
+STDERR_NAME = "transfer-service.err"
+MAX_QUOTED = 300
+"""Characters of the service's last stderr line quoted in the warning."""
 BACKGROUND_NICENESS = 10
 """Its start (importing pelicanfs, a CPU-second) yields to daemons and jobs; a transfer is
 waiting on the network far more than on the CPU."""
+
+
+STDERR_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+"""Truncated at each start; never through a link a job may have left at the name."""
 
 
 def socket_for(run_dir: Path) -> Path | None:
@@ -47,8 +56,24 @@ class TransferService:
     def socket(self) -> str:
         return self.environment[SOCKET_VARIABLE]
 
+    @property
+    def stderr(self) -> Path:
+        return Path(self.socket).with_name(STDERR_NAME)
+
     def command(self) -> list[str]:
         return [self.python, "-I", "-m", "ospool_ep.transfer.service", "--socket", self.socket]
+
+    def last_words(self) -> str:
+        """The last line the service wrote to stderr (a traceback's is its exception)."""
+        try:
+            with self.stderr.open("rb") as stream:
+                stream.seek(max(0, stream.seek(0, os.SEEK_END) - 4096))
+                tail = stream.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        said = "".join(c if c.isprintable() else "?" for c in lines[-1]) if lines else ""
+        return said if len(said) <= MAX_QUOTED else said[: MAX_QUOTED - 3] + "..."
 
     def tick(self) -> None:
         if self.pid is None and not self.stopping and self.clock() >= self.next_start:
@@ -60,6 +85,7 @@ class TransferService:
                     file_actions=[
                         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                        (os.POSIX_SPAWN_OPEN, 2, str(self.stderr), STDERR_FLAGS, 0o600),
                     ],
                     setpgroup=0,
                     # The supervisor blocks the signals it waits for; the child must not.
@@ -76,7 +102,9 @@ class TransferService:
         self.pid = None
         if not self.stopping:
             code = os.waitstatus_to_exitcode(status)
-            self.ended(f"exit {code}" if code >= 0 else f"signal {-code}")
+            how = f"exit {code}" if code >= 0 else f"signal {-code}"
+            said = self.last_words()
+            self.ended(f"{how}: {said}" if said else how)
         return True
 
     def ended(self, how: str) -> None:

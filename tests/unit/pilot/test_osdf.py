@@ -241,6 +241,45 @@ def test_the_transfer_service_is_restarted_later_each_time_it_ends(tmp_path: Pat
     assert service.pid is None  # stopped: never again
 
 
+def test_the_transfer_services_stderr_is_kept_out_of_the_log_stream_and_quoted(
+    tmp_path: Path,
+) -> None:
+    """What the service writes to stderr (a traceback) goes to a file beside its socket,
+    truncated at each start and never through a link; the warning quotes its last line."""
+    from ospool_ep.pilot.transferservice import STDERR_NAME, TransferService
+    from ospool_ep.transfer.client import SOCKET_VARIABLE
+
+    events: list[tuple[str, str]] = []
+    service = TransferService(
+        environment={SOCKET_VARIABLE: str(tmp_path / "osdf.sock")},
+        clock=lambda: 0.0,
+        event=lambda level, msg, **_: events.append((level, msg)),
+        python="/bin/sh",  # `sh -I -m ...`: an illegal option, said on stderr
+    )
+    stderr = tmp_path / STDERR_NAME
+    for _ in range(2):
+        service.next_start = 0.0
+        service.tick()
+        assert service.pid is not None
+        pid, status = os.waitpid(service.pid, 0)
+        assert service.child_exited(pid, status)
+        assert stat.S_IMODE(stderr.stat().st_mode) == 0o600
+        said = stderr.read_text().strip().splitlines()
+        assert said and "old run" not in stderr.read_text()
+        level, msg = events[-1]
+        assert level == "warning" and msg.startswith("OSDF transfer service ended (exit 2: ")
+        assert said[-1] in msg
+        stderr.write_text("an old run's words\n")  # the next start begins the file anew
+
+    stderr.unlink()
+    stderr.symlink_to(tmp_path / "elsewhere")
+    service.next_start = 0.0
+    service.tick()  # the open fails (O_NOFOLLOW): not started, retried later
+    assert service.pid is None
+    assert not (tmp_path / "elsewhere").exists()
+    assert "could not start" in events[-1][1]
+
+
 def test_the_background_test_runs_at_a_lower_priority(tmp_path: Path) -> None:
     """The test (and the service) yield the CPU to the daemons joining and to jobs."""
     events: list[tuple[str, str]] = []
