@@ -16,6 +16,7 @@ The conventions are the Pelican client's and HTCondor's:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -112,8 +113,13 @@ def _check_netloc(netloc: str) -> None:
     host, port = _host_and_port(netloc)
     if port and not (port.isdigit() and 0 < int(port) < 65536):
         raise BadUrl(f"port {port!r} of {netloc!r} is not a number from 1 to 65535")
-    # urlsplit has checked a bracketed host: an IPv6 address.
-    if not host.startswith("[") and not _HOST.fullmatch(host):
+    if host.startswith("["):
+        # Newer Pythons' urlsplit checks this too; the words differ between versions.
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise BadUrl(f"{host!r} is not an IPv6 address") from None
+    elif not _HOST.fullmatch(host):
         raise BadUrl(f"{host!r} is not a host name")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ospool_ep.transfer.urls import BadUrl, parse
@@ -30,6 +32,25 @@ def test_a_federation_at_an_ipv6_address_is_written_in_brackets() -> None:
     obj = parse("pelican://[::1]:8443/test/x")
     assert (obj.federation, obj.federation_host) == ("pelican://[::1]:8443/", "[::1]:8443")
     assert parse("pelican://[2001:DB8::7]/x").federation == "pelican://[2001:db8::7]/"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "pelican://[::1]x/x",
+        "pelican://[fed.org]/x",
+        "pelican://[127.0.0.1]/x",
+        "pelican://[::1/x",
+        "osdf://[::1/x",
+    ],
+)
+def test_a_bad_bracketed_host_is_refused_saying_it_is_not_an_ip_address(url: str) -> None:
+    """Python's urlsplit refuses some of these itself, in words that differ between
+    versions (3.11.2 and 3.11.7 here, 3.13 in the image): whichever refuses, it is a BadUrl
+    that says what an address in brackets must be."""
+    with pytest.raises(BadUrl) as raised:
+        parse(url)
+    assert re.search(r"IPv[46]", str(raised.value)), raised.value
 
 
 def test_a_credential_name_before_the_method_is_the_jobs_token_to_use() -> None:
@@ -65,11 +86,6 @@ def test_directread_is_the_one_option_honoured() -> None:
         ("pelican://fed.org:8443:1/x", "not a host name"),
         ("pelican://::1:8443/x", "not a host name"),
         ("pelican://[::1]:0/x", "port '0'"),
-        ("pelican://[::1]x/x", "write [IPv6 address]:port"),
-        ("pelican://[fed.org]/x", "'fed.org' does not appear to be an IPv4 or IPv6 address"),
-        ("pelican://[127.0.0.1]/x", "IPv4 address cannot be in brackets"),
-        ("pelican://[::1/x", "is not a URL"),
-        ("osdf://[::1/x", "is not a URL"),
         ("osdf:///a/b?pack=auto", "option pack is not supported"),
         ("osdf:///a/b?recursive", "option recursive is not supported"),
         ("osdf:///a/b#frag", "fragment"),
