@@ -154,7 +154,7 @@ def test_the_methods_are_offered_only_once_the_plugin_test_passes(
     reason."""
     pilot = osdf_pilot
     logs = pilot.wait_log(FAILED, timeout=90)
-    # The first ad says "not tested yet" (the test waits for the startd's first ad); the
+    # The first ad says "not tested yet" (the test waits until the slot is listed); the
     # collector has the verdict after the reconfig's update.
     tested = f'{NOT_OFFERED} && regexp("hello-world", OSDF_FAIL_REASON)'
     ad = pilot.wait_for_slot(timeout=60, extra=tested)[0]

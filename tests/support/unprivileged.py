@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +35,18 @@ def command() -> list[str]:
     if setpriv is None:
         pytest.skip("running as root without setpriv (util-linux): cannot drop capabilities")
     return [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+
+def python_json(code: str, *args: str, timeout: float = 60) -> Any:
+    """What ``code`` prints as JSON, run by this interpreter unprivileged (:func:`command`)."""
+    done = subprocess.run(
+        [*command(), sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return json.loads(done.stdout)
 
 
 def as_user(uid: int, function: Callable[[], Any]) -> Any:

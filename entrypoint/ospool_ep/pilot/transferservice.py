@@ -25,15 +25,13 @@ MAX_SOCKET_PATH = 100
 """sun_path holds 108 bytes; a longer PILOT_DIR means no service (the plugin works alone)."""
 MAX_BACKOFF_SECONDS = 60.0
 STDERR_NAME = "transfer-service.err"
+STDERR_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+"""Truncated at each start; never through a link a job may have left at the name."""
 MAX_QUOTED = 300
 """Characters of the service's last stderr line quoted in the warning."""
 BACKGROUND_NICENESS = 10
 """Its start (importing pelicanfs, a CPU-second) yields to daemons and jobs; a transfer is
 waiting on the network far more than on the CPU."""
-
-
-STDERR_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-"""Truncated at each start; never through a link a job may have left at the name."""
 
 
 def socket_for(run_dir: Path) -> Path | None:

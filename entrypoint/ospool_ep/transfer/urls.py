@@ -126,9 +126,9 @@ def _check_netloc(netloc: str) -> None:
 def _host_and_port(netloc: str) -> tuple[str, str]:
     """``host[:port]``, where an IPv6 host is bracketed: ``[::1]:8443``."""
     if netloc.startswith("["):
-        end = netloc.find("]") + 1
+        end = netloc.index("]") + 1  # urlsplit has refused a '[' without its ']'
         host, rest = netloc[:end], netloc[end:]
-        if not end or (rest and not rest.startswith(":")):
+        if rest and not rest.startswith(":"):
             raise BadUrl(f"{netloc!r} is not a host name: write [IPv6 address]:port")
         return host, rest[1:]
     if netloc.count(":") == 1:

@@ -526,13 +526,7 @@ def test_an_unreadable_file_fails_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "extra-attributes.cfg"
     path.write_text("A = 1\n", encoding="utf-8")
     path.chmod(0)
-    done = subprocess.run(
-        [*unprivileged.command(), sys.executable, "-c", UNREADABLE, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    loaded, failures = json.loads(done.stdout)
+    loaded, failures = unprivileged.python_json(UNREADABLE, str(path))
     assert loaded == 0
     ((subject, message, fix),) = failures
     assert subject == str(path)

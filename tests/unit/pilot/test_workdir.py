@@ -9,7 +9,6 @@ directories too.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import stat
@@ -232,14 +231,7 @@ print(json.dumps({
 
 
 def collect_unprivileged(root: Path) -> dict[str, list[object]]:
-    result = subprocess.run(
-        [*unprivileged.command(), sys.executable, "-c", COLLECT, str(root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    found: dict[str, list[object]] = json.loads(result.stdout)
+    found: dict[str, list[object]] = unprivileged.python_json(COLLECT, str(root))
     return found
 
 
@@ -516,13 +508,7 @@ def test_a_read_only_directory_fails_for_a_normal_user(tmp_path: Path) -> None:
     without capabilities: root's would write there whatever the mode)."""
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    done = subprocess.run(
-        [*unprivileged.command(), sys.executable, "-c", READ_ONLY, str(locked)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    free, failures = json.loads(done.stdout)
+    free, failures = unprivileged.python_json(READ_ONLY, str(locked))
     assert free is None
     assert [message for subject, message in failures if subject == "PILOT_DIR"], failures
     assert all("not writable" in message for _, message in failures), failures
